@@ -1,0 +1,34 @@
+# `make demo` and `make test` do all the set-up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: install demo test bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null && \
+	    { [ ! -d /usr/share/datasets/fashion-mnist ] || [ ! -d /usr/share/games/fortunes ]; }; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist fortunes >/dev/null; \
+	fi
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_PINS)
+	$(PY) -m pip install -q -e ".[vision,data,dev]"
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/hypernetworks demo
+
+test: install
+	OMP_NUM_THREADS=1 $(PY) -m pytest -x -q -p no:cacheprovider
+	$(VENV)/bin/ruff check src tests benchmarks experiments
+
+bench: install
+	$(PY) -m benchmarks.binding
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,116 @@
+"""Per-example binding speed: our batched path vs hand-written bmm / grouped conv vs shared weights.
+
+Run: ``python -m benchmarks.binding [--threads 1] [--steps 30]``. Prints ms per forward+backward
+(median over steps, after warm-up), ratios, and the thread count. Nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import hypernetworks as hn
+
+
+def timed(fn, steps: int, warmup: int = 5) -> float:
+    """Median ms of ``fn()`` (forward + backward) over ``steps`` runs after ``warmup``."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def mlp_rows(batch: int, steps: int) -> dict[str, float]:
+    net = nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 10))
+    x = torch.randn(batch, 256)
+    per = {k: (v.detach() + 0.01 * torch.randn(batch, *v.shape)).requires_grad_()
+           for k, v in net.named_parameters()}
+
+    def ours():
+        hn.functional_call(net, per, (x,), per_example=True).square().sum().backward()
+
+    def reference():  # hand-written bmm
+        h = torch.baddbmm(per["0.bias"].unsqueeze(1), x.unsqueeze(1), per["0.weight"].mT).relu()
+        y = torch.baddbmm(per["2.bias"].unsqueeze(1), h, per["2.weight"].mT)
+        y.square().sum().backward()
+
+    def shared():
+        net(x).square().sum().backward()
+
+    rank = 4
+    lora = {k: hn.LoRA((0.01 * torch.randn(batch, rank, v.shape[1])).requires_grad_(),
+                       (0.01 * torch.randn(batch, v.shape[0], rank)).requires_grad_())
+            for k, v in net.named_parameters() if v.dim() == 2}
+
+    def ours_lora():
+        hn.functional_call(net, lora, (x,), per_example=True, mode="lora",
+                           strict=False).square().sum().backward()
+
+    return {"ours": timed(ours, steps), "reference": timed(reference, steps),
+            "shared": timed(shared, steps), "lora_r4": timed(ours_lora, steps)}
+
+
+def cnn_rows(batch: int, steps: int) -> dict[str, float]:
+    net = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten(), nn.Linear(32, 10))
+    x = torch.randn(batch, 1, 28, 28)
+    per = {k: (v.detach() + 0.01 * torch.randn(batch, *v.shape)).requires_grad_()
+           for k, v in net.named_parameters()}
+
+    def ours():
+        hn.functional_call(net, per, (x,), per_example=True).square().sum().backward()
+
+    def conv(h, w, b):  # hand-written grouped conv
+        y = F.conv2d(h.reshape(1, -1, *h.shape[2:]), w.reshape(-1, *w.shape[2:]),
+                     b.reshape(-1), padding=1, groups=batch)
+        return y.reshape(batch, -1, *y.shape[2:])
+
+    def reference():
+        h = F.max_pool2d(conv(x, per["0.weight"], per["0.bias"]).relu(), 2)
+        h = conv(h, per["3.weight"], per["3.bias"]).relu().mean((2, 3))
+        y = torch.baddbmm(per["7.bias"].unsqueeze(1), h.unsqueeze(1), per["7.weight"].mT)
+        y.square().sum().backward()
+
+    def shared():
+        net(x).square().sum().backward()
+
+    return {"ours": timed(ours, steps), "reference": timed(reference, steps),
+            "shared": timed(shared, steps)}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per row")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 64, 256],
+                        help="per-example batch sizes B")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, threads={torch.get_num_threads()}, "
+          f"ms per forward+backward (median of {args.steps})")
+    for label, rows in (("MLP 256-512-10", mlp_rows), ("CNN 1-16-32-10 on 28x28", cnn_rows)):
+        print(f"\n{label}")
+        print(f"{'B':>5} {'shared':>9} {'reference':>10} {'ours':>9} {'ours/ref':>9}"
+              + (f" {'lora r4':>9} {'lora/shared':>12}" if rows is mlp_rows else ""))
+        for b in args.batches:
+            r = rows(b, args.steps)
+            line = (f"{b:>5} {r['shared']:9.2f} {r['reference']:10.2f} {r['ours']:9.2f} "
+                    f"{r['ours'] / r['reference']:9.2f}")
+            if "lora_r4" in r:
+                line += f" {r['lora_r4']:9.2f} {r['lora_r4'] / r['shared']:12.2f}"
+            print(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,354 @@
+"""The binding: run a target network with generated tensors.
+
+``functional_call`` places generated tensors into a target for one call and leaves the module as it
+was. Shared weights go through ``torch.func.functional_call``. Per-example weights (a leading batch
+dim B) run the target once on the whole batch; each module that owns generated tensors is called
+through a batched kernel (``bmm``, grouped convolution, factored LoRA, per-example affine on top
+of batch statistics), through ``torch.func.vmap`` when no kernel exists, or, for recurrent layers,
+through a loop over the examples.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from . import _kernels
+from ._kernels import LowRankWeight, PerExampleError
+from .spec import ParamSpec
+
+__all__ = ["LoRA", "MODES", "PerExampleError", "functional_call", "materialize", "resolve"]
+
+MODES = ("absolute", "residual", "lora")
+
+# Modules whose forward reads their children's tensors directly: generated tensors anywhere
+# below them are handled by the composite as a whole.
+_COMPOSITES = (nn.MultiheadAttention, nn.RNNBase)
+_warned: set[str] = set()
+
+
+class LoRA(NamedTuple):
+    """Low-rank factors of a weight update ``W = W0 + B·A``.
+
+    Shapes: A (..., r, I), B (..., O, r), with ``I`` the product of the weight's trailing dims
+    (``in_features``, or ``C/g·k`` for a conv kernel) and ``...`` the per-example batch, if any.
+    """
+
+    A: torch.Tensor
+    B: torch.Tensor
+
+
+def _fail(msg: str) -> None:
+    raise ValueError(f"functional_call: {msg}")
+
+
+def _check_value(name, value, param, mode, batch_dims) -> torch.Tensor:
+    """Check one generated value against the target parameter; return a tensor with its shape."""
+    lead = "(B, " if batch_dims else "("
+    if mode == "lora":
+        if not isinstance(value, LoRA):
+            _fail(f"mode='lora' needs LoRA(A, B) factors for '{name}', got {type(value).__name__}; "
+                  "generate biases and norms with mode='residual'.")
+        if param.dim() < 2:
+            _fail(f"'{name}' has shape {tuple(param.shape)}; LoRA factors need a weight of >= 2 dims.")
+        a, b = value
+        out_f, in_f = param.shape[0], param[0].numel()
+        ok = (a.dim() == b.dim() == 2 + batch_dims and a.shape[-1] == in_f and b.shape[-2] == out_f
+              and a.shape[-2] == b.shape[-1] and a.shape[:batch_dims] == b.shape[:batch_dims])
+        if not ok:
+            _fail(f"LoRA factors for '{name}' should be A {lead}r, {in_f}) and B {lead}{out_f}, r), "
+                  f"got A {tuple(a.shape)} and B {tuple(b.shape)}.")
+        tensors = (a, b)
+    else:
+        if not isinstance(value, torch.Tensor):
+            _fail(f"'{name}' should be a tensor in mode='{mode}', got {type(value).__name__}.")
+        if tuple(value.shape[batch_dims:]) != tuple(param.shape) or value.dim() != param.dim() + batch_dims:
+            want = f"{lead}{', '.join(map(str, param.shape))})"
+            _fail(f"'{name}' should have shape {want}, got {tuple(value.shape)}.")
+        tensors = (value,)
+    for t in tensors:
+        if t.dtype != param.dtype or t.device != param.device:
+            _fail(f"'{name}' should be {param.dtype} on {param.device}, got {t.dtype} on {t.device}.")
+    return tensors[0]
+
+
+def _validate(target, params, spec, per_example, mode, strict) -> int | None:
+    """Check keys, shapes, dtypes and devices; return the per-example batch size B (or None)."""
+    if mode not in MODES:
+        _fail(f"mode must be one of {MODES}, got {mode!r}.")
+    own = dict(target.named_parameters())
+    extra = [n for n in params if n not in own]
+    if extra:
+        _fail(f"unexpected tensor(s) {extra}: not parameters of {type(target).__name__}.")
+    if strict:
+        expected = spec.names if spec is not None else list(own)
+        missing = [n for n in expected if n not in params]
+        if missing:
+            hint = "" if spec is not None else " (pass spec= to generate a subset)"
+            _fail(f"missing tensor(s) {missing}{hint}; or use strict=False to keep the target's own.")
+    batch = None
+    for name, value in params.items():
+        t = _check_value(name, value, own[name], mode, 1 if per_example else 0)
+        if per_example:
+            if batch is None:
+                batch = t.shape[0]
+            elif t.shape[0] != batch:
+                _fail(f"'{name}' has {t.shape[0]} weight sets, others have {batch}.")
+    return batch
+
+
+def resolve(target: nn.Module, params: Mapping, mode: str, *, factored: bool = False) -> dict:
+    """Turn generated values into the tensors the target uses: θ, θ0 + Δθ, or W0 + B·A.
+
+    With ``factored=True`` LoRA weights stay as ``LowRankWeight`` (for the per-example kernels).
+    """
+    own = dict(target.named_parameters())
+    out = {}
+    for name, value in params.items():
+        if mode == "absolute":
+            out[name] = value
+        elif mode == "residual":
+            out[name] = own[name] + value
+        else:
+            w = LowRankWeight(own[name].detach(), value.A, value.B)
+            out[name] = w if factored else w.dense()
+    return out
+
+
+def functional_call(
+    target: nn.Module,
+    params: Mapping[str, torch.Tensor | LoRA],
+    args: tuple | torch.Tensor,
+    kwargs: dict | None = None,
+    *,
+    spec: ParamSpec | None = None,
+    per_example: bool = False,
+    mode: str = "absolute",
+    strict: bool = True,
+):
+    """Call ``target(*args, **kwargs)`` with generated tensors in place of its own.
+
+    Args:
+        target: any module; it is left unchanged (buffers such as BatchNorm running stats update
+            as in a normal call).
+        params: ``{parameter name: value}``. ``absolute``: the tensor itself; ``residual``: Δθ
+            added to the target's own θ0; ``lora``: ``LoRA(A, B)`` added to the frozen W0.
+            Shapes: ``(*shape)`` shared, or ``(B, *shape)`` with ``per_example=True``.
+        args: positional inputs (a lone tensor is accepted); with ``per_example=True`` the batch
+            is dim 0 of every input of a module that owns generated tensors (dim 1 for
+            ``batch_first=False`` attention / recurrent layers).
+        kwargs: keyword inputs.
+        spec: the tensors that must be present when ``strict``; without it, all parameters.
+        per_example: one weight set per example of the batch.
+        mode: ``"absolute"``, ``"residual"`` or ``"lora"``.
+        strict: a missing tensor is an error; ``False`` keeps the target's own for missing ones.
+            Unknown names, wrong shapes, dtypes and devices are errors either way.
+
+    Returns:
+        Whatever ``target`` returns.
+
+    Raises:
+        ValueError: bad keys, shapes, dtypes, devices or mode (the message names the tensor).
+        PerExampleError: a module cannot run with per-example weights as called.
+
+    Example:
+        >>> net = nn.Linear(3, 2)
+        >>> w = {"weight": torch.randn(4, 2, 3), "bias": torch.zeros(4, 2)}
+        >>> functional_call(net, w, torch.randn(4, 3), per_example=True).shape
+        torch.Size([4, 2])
+
+    Not thread-safe for one target instance: a per-example call routes the target's modules
+    through their kernels for the duration of the call.
+    """
+    if isinstance(args, torch.Tensor):
+        args = (args,)
+    kwargs = {} if kwargs is None else kwargs
+    batch = _validate(target, params, spec, per_example, mode, strict)
+    if not per_example:
+        resolved = resolve(target, params, mode)
+        return torch.func.functional_call(target, resolved, args, kwargs, strict=False)
+    return _per_example_call(target, resolve(target, params, mode, factored=True), batch,
+                             args, kwargs)
+
+
+def _units(target: nn.Module, names) -> dict[str, dict[str, object]]:
+    """Group generated names by the module that must handle them: ``{module name: {leaf: name}}``."""
+    composites = {n for n, m in target.named_modules() if isinstance(m, _COMPOSITES)}
+    units: dict[str, dict[str, str]] = {}
+    for name in names:
+        owner = name.rpartition(".")[0]
+        parts = owner.split(".") if owner else []
+        unit = owner
+        for i in range(len(parts) + 1):  # the outermost composite ancestor wins
+            prefix = ".".join(parts[:i])
+            if prefix in composites:
+                unit = prefix
+                break
+        leaf = name[len(unit) + 1:] if unit else name
+        units.setdefault(unit, {})[leaf] = name
+    return units
+
+
+def _per_example_call(target, resolved, batch, args, kwargs):
+    called: set[str] = set()
+    saved = {}
+    overrides = {}
+    for unit, leaves in _units(target, resolved).items():
+        module = target.get_submodule(unit)
+        weights = {leaf: resolved[name] for leaf, name in leaves.items()}
+        overrides[unit] = (module, _make_forward(unit, module, weights, batch, called))
+    # Transformer layers have an inference fast path that reads their tensors directly.
+    has_fastpath = any(isinstance(m, nn.TransformerEncoderLayer) for m in target.modules())
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    try:
+        if has_fastpath:
+            torch.backends.mha.set_fastpath_enabled(False)
+        for unit, (module, forward) in overrides.items():
+            saved[unit] = module.__dict__.get("forward")
+            module.__dict__["forward"] = forward
+        out = target(*args, **kwargs)
+    finally:
+        if has_fastpath:
+            torch.backends.mha.set_fastpath_enabled(fastpath)
+        for unit, (module, _) in overrides.items():
+            if saved.get(unit) is None:
+                module.__dict__.pop("forward", None)
+            else:
+                module.__dict__["forward"] = saved[unit]
+    unused = [u or type(target).__name__ for u in overrides if u not in called]
+    if unused:
+        raise PerExampleError(
+            f"functional_call: module(s) {unused} own generated tensors but were never called "
+            "during the forward (a parent may read their tensors directly); generate the "
+            "parent's tensors instead, or use per_example=False."
+        )
+    return out
+
+
+def _make_forward(unit, module, weights, batch, called):
+    kernel = _kernels.find_kernel(module)
+    if kernel is None and any(isinstance(module, c) for c, k in _kernels.KERNELS if k is None):
+        raise PerExampleError(
+            f"functional_call: {type(module).__name__} '{unit}' cannot use per-example weights; "
+            "convert it to BatchNorm, or use per_example=False."
+        )
+
+    def forward(*args, **kwargs):
+        called.add(unit)
+        if kernel is not None:
+            return kernel(unit, module, weights, batch, *args, **kwargs)
+        if isinstance(module, nn.RNNBase):
+            return _loop(unit, module, weights, batch, args, kwargs)
+        return _vmap(unit, module, weights, batch, args, kwargs)
+
+    return forward
+
+
+def _batch_dim(module: nn.Module) -> int:
+    for m in module.modules():
+        if hasattr(m, "batch_first"):
+            return 0 if m.batch_first else 1
+    return 0
+
+
+def _without_override(module, fn):
+    """Run ``fn()`` with the module's own forward (the per-example override popped meanwhile)."""
+    forward = module.__dict__.pop("forward")
+    try:
+        return fn()
+    finally:
+        module.__dict__["forward"] = forward
+
+
+def _vmap(unit, module, weights, batch, args, kwargs):
+    """Generic path: ``vmap`` over examples of ``functional_call`` on this module alone."""
+    bdim = _batch_dim(module)
+    dense = {k: v.dense() if isinstance(v, LowRankWeight) else v for k, v in weights.items()}
+    in_dims = tuple(bdim if isinstance(a, torch.Tensor) else None for a in args)
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            _kernels._check_batch(unit, a, batch, bdim)
+
+    def one(p, *xs):  # xs: one example, batch dim removed
+        xs = tuple(x.unsqueeze(bdim) if isinstance(x, torch.Tensor) else x for x in xs)
+        out = torch.func.functional_call(module, p, xs, kwargs, strict=False)
+        return torch.utils._pytree.tree_map(lambda t: t.squeeze(bdim), out)
+
+    return _without_override(module, lambda: torch.func.vmap(
+        one, in_dims=(0, *in_dims), out_dims=bdim, randomness="different")(dense, *args))
+
+
+def _loop(unit, module, weights, batch, args, kwargs):
+    """Recurrent layers (no vmap support): one call per example, split with ``unbind``."""
+    if type(module).__name__ not in _warned:
+        _warned.add(type(module).__name__)
+        warnings.warn(f"functional_call: per-example {type(module).__name__} runs a Python loop "
+                      "over the batch (no batched kernel exists); expect it to be slow.",
+                      stacklevel=4)
+    if kwargs:
+        _fail(f"per-example {type(module).__name__} '{unit}' takes positional (input, hx) only.")
+    x, hx = args[0], (args[1] if len(args) > 1 else None)
+    if not isinstance(x, torch.Tensor):
+        raise PerExampleError(f"functional_call: per-example '{unit}' needs a padded tensor input, "
+                              f"got {type(x).__name__}.")
+    xdim = 0 if module.batch_first else 1
+    _kernels._check_batch(unit, x, batch, xdim)
+    dense = {k: v.dense() if isinstance(v, LowRankWeight) else v for k, v in weights.items()}
+    per_w = [dict(zip(dense, vals, strict=True)) for vals in zip(*(v.unbind(0) for v in dense.values()),
+                                                                strict=True)]
+    xs = x.unbind(xdim)
+    hs = _unbind_state(hx, batch)
+    outs = []
+    for i in range(batch):
+        h = None if hs is None else _map_state(hs[i], lambda t: t.unsqueeze(1))
+        outs.append(_without_override(module, lambda i=i, h=h: torch.func.functional_call(
+            module, per_w[i], (xs[i].unsqueeze(xdim), h), strict=False)))
+    ys = torch.cat([o[0] for o in outs], dim=xdim)
+    states = [o[1] for o in outs]
+    if isinstance(states[0], tuple):  # LSTM: (h, c), batch in dim 1
+        return ys, tuple(torch.cat([s[j] for s in states], dim=1) for j in range(len(states[0])))
+    return ys, torch.cat(states, dim=1)
+
+
+def _unbind_state(hx, batch):
+    if hx is None:
+        return None
+    if isinstance(hx, tuple):
+        return list(zip(*(h.unbind(1) for h in hx), strict=True))
+    return list(hx.unbind(1))
+
+
+def _map_state(h, fn):
+    return tuple(fn(t) for t in h) if isinstance(h, tuple) else fn(h)
+
+
+def materialize(
+    target: nn.Module,
+    params: Mapping[str, torch.Tensor | LoRA],
+    *,
+    spec: ParamSpec | None = None,
+    mode: str = "absolute",
+    strict: bool = True,
+) -> nn.Module:
+    """An independent copy of ``target`` with the generated tensors baked in.
+
+    The copy is an ordinary module of the target's own class: its ``state_dict()`` loads with
+    ``load_state_dict(strict=True)`` into a freshly built target, without this library.
+
+    Args:
+        target: the module to copy (left unchanged).
+        params: one weight set (no batch dim), as for ``functional_call``.
+        spec, mode, strict: as for ``functional_call``.
+    """
+    _validate(target, params, spec, False, mode, strict)
+    resolved = resolve(target, params, mode)
+    plain = copy.deepcopy(target)
+    with torch.no_grad():
+        for name, value in resolved.items():
+            plain.get_parameter(name).copy_(value)
+    return plain
