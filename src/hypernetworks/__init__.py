@@ -1,20 +1,28 @@
 """hypernetworks: networks that generate the parameters of other networks (PyTorch)."""
 
-from .functional import LoRA as LoRA
+from . import encoders as encoders
+from . import heads as heads
+from . import init as init
 from .functional import PerExampleError as PerExampleError
 from .functional import functional_call as functional_call
 from .functional import materialize as materialize
+from .hypernet import HyperNetwork as HyperNetwork
+from .spec import LoRA as LoRA
 from .spec import NoMatchingParamsError as NoMatchingParamsError
 from .spec import ParamEntry as ParamEntry
 from .spec import ParamSpec as ParamSpec
 
 __all__ = [
+    "HyperNetwork",
     "LoRA",
     "NoMatchingParamsError",
     "ParamEntry",
     "ParamSpec",
     "PerExampleError",
+    "encoders",
     "functional_call",
+    "heads",
+    "init",
     "materialize",
 ]
 __version__ = "0.1.0"

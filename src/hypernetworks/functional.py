@@ -13,14 +13,13 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Mapping
-from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from . import _kernels
 from ._kernels import LowRankWeight, PerExampleError
-from .spec import ParamSpec
+from .spec import LoRA, ParamSpec
 
 __all__ = ["LoRA", "MODES", "PerExampleError", "functional_call", "materialize", "resolve"]
 
@@ -30,17 +29,6 @@ MODES = ("absolute", "residual", "lora")
 # below them are handled by the composite as a whole.
 _COMPOSITES = (nn.MultiheadAttention, nn.RNNBase)
 _warned: set[str] = set()
-
-
-class LoRA(NamedTuple):
-    """Low-rank factors of a weight update ``W = W0 + B·A``.
-
-    Shapes: A (..., r, I), B (..., O, r), with ``I`` the product of the weight's trailing dims
-    (``in_features``, or ``C/g·k`` for a conv kernel) and ``...`` the per-example batch, if any.
-    """
-
-    A: torch.Tensor
-    B: torch.Tensor
 
 
 def _fail(msg: str) -> None:

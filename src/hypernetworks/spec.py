@@ -12,15 +12,27 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
-__all__ = ["NoMatchingParamsError", "ParamEntry", "ParamSpec", "match_names"]
+__all__ = ["LoRA", "NoMatchingParamsError", "ParamEntry", "ParamSpec", "match_names"]
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
 _CONV_T = nn.modules.conv._ConvTransposeNd
+
+
+class LoRA(NamedTuple):
+    """Low-rank factors of a weight update ``W = W0 + B·A``.
+
+    Shapes: A (..., r, I), B (..., O, r), with ``I`` the product of the weight's trailing dims
+    (``in_features``, or ``C/g·k`` for a conv kernel) and ``...`` the per-example batch, if any.
+    """
+
+    A: torch.Tensor
+    B: torch.Tensor
 
 
 class NoMatchingParamsError(ValueError):
@@ -284,6 +296,22 @@ class ParamSpec:
     def __repr__(self) -> str:
         rows = "\n".join(f"  {e.name}: {tuple(e.shape)} [{e.kind}/{e.role}]" for e in self.entries)
         return f"ParamSpec(P={self.numel}, tensors={len(self)}\n{rows}\n)"
+
+    def factorized(self, rank: int) -> ParamSpec:
+        """The spec of low-rank factors: each >=2-D tensor (O, *rest) becomes ``name@A`` (r, I) and
+        ``name@B`` (O, r) with I = prod(rest), so ``B·A`` reshapes to it; 1-D tensors stay as they are."""
+        if rank < 1:
+            raise ValueError(f"ParamSpec.factorized: rank must be >= 1, got {rank}.")
+        entries, offset = [], 0
+        for e in self.entries:
+            if len(e.shape) < 2:
+                parts = [(e.name, e.shape)]
+            else:
+                parts = [(f"{e.name}@A", (rank, math.prod(e.shape[1:]))), (f"{e.name}@B", (e.shape[0], rank))]
+            for name, shape in parts:
+                entries.append(ParamEntry(name, shape, offset, e.fan_in, e.fan_out, e.role, e.kind, e.module_type))
+                offset += math.prod(shape)
+        return ParamSpec(entries)
 
     # --- flat vector <-> dict -----------------------------------------------------------
     def flatten(self, params: Mapping[str, torch.Tensor]) -> torch.Tensor:

@@ -1,0 +1,310 @@
+"""Output heads: ``z (..., E) -> {name: tensor (..., *shape)}`` for every tensor of a spec.
+
+The four output strategies of the review of hypernetworks (Chauhan et al., 2023):
+
+* ``Full``: one linear map to the flat vector of all P values ("generate once");
+* ``Chunked``: learned chunk embeddings and one shared generator, output trimmed to P
+  (von Oswald et al., "Continual learning with hypernetworks", ICLR 2020);
+* ``PerTensor``: component-wise, a small head per tensor, or one shared head fed a learned
+  per-tensor embedding (Ha, Dai, Le, "HyperNetworks", ICLR 2017, static hypernetworks);
+* ``LowRank``: factors A (r, I), B (O, r) per weight whose product is the weight.
+
+A head is declared without knowing the target (``Chunked(chunk_size=4096)``); the
+``HyperNetwork`` calls ``build(spec, in_features)`` and later ``init_output(moments, z)``, which
+sets the output layer so each generated tensor starts with the requested mean and variance,
+calibrated on features of example conditions ``z``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .encoders import mlp
+from .spec import LoRA, ParamSpec
+
+__all__ = ["Chunked", "Full", "Head", "LowRank", "PerTensor", "assemble_factors"]
+
+HIDDEN_INITS = ("fan_in", "fan_out")
+
+
+class Head(nn.Module):
+    """Base class: a hidden MLP ``trunk`` (in_features -> hidden...) and an output strategy.
+
+    Args:
+        hidden: widths of the hidden layers (empty: the output layer reads z directly).
+        activation: activation class between layers.
+        hidden_init: Kaiming-normal init of the hidden layers by ``fan_in`` or ``fan_out``
+            (biases zero).
+    """
+
+    def __init__(self, hidden: tuple[int, ...] = (64,), activation: type[nn.Module] = nn.ReLU,
+                 hidden_init: str = "fan_in"):
+        super().__init__()
+        if hidden_init not in HIDDEN_INITS:
+            raise ValueError(f"{type(self).__name__}: hidden_init must be one of {HIDDEN_INITS}, got {hidden_init!r}.")
+        self.hidden, self.activation, self.hidden_init = tuple(hidden), activation, hidden_init
+        self.spec: ParamSpec | None = None
+
+    def build(self, spec: ParamSpec, in_features: int) -> None:
+        """Create the parameters for ``spec``; called once by the HyperNetwork."""
+        if self.spec is not None:
+            raise RuntimeError(f"{type(self).__name__}: already built; use a new head per hypernetwork.")
+        self.spec = spec
+        self.trunk = self._trunk(in_features)
+
+    def _trunk(self, in_features: int) -> nn.Sequential:
+        trunk = mlp([in_features, *self.hidden], self.activation)
+        for layer in trunk:
+            if isinstance(layer, nn.Linear):
+                nn.init.kaiming_normal_(layer.weight, mode=self.hidden_init, nonlinearity="relu")
+                nn.init.zeros_(layer.bias)
+        return trunk
+
+    def num_generated(self) -> int:
+        return self.spec.numel
+
+    def _check_built(self):
+        if self.spec is None:
+            raise RuntimeError(f"{type(self).__name__}: not built; pass it to a HyperNetwork first.")
+
+
+def _second_moment(h: torch.Tensor) -> float:
+    m2 = h.detach().pow(2).mean().item()
+    if m2 <= 0:
+        raise ValueError("init: the head's features are all zero on the calibration conditions "
+                         "(dead activations?); pass other calibration conditions.")
+    return m2
+
+
+def _init_rows(layer: nn.Linear, spec: ParamSpec, moments, m2: float) -> None:
+    """Rows of ``layer`` that produce each tensor: N(0, v / (d_k · E[h²])), bias = mean."""
+    with torch.no_grad():
+        for e in spec:
+            mean, var = moments[e.name]
+            rows = slice(e.offset, e.offset + e.numel)
+            layer.weight[rows].normal_(0.0, math.sqrt(var / (layer.in_features * m2)))
+            layer.bias[rows] = mean
+
+
+class Full(Head):
+    """One linear map from the trunk's features to all P values: ``(..., E) -> (..., P)``."""
+
+    def build(self, spec, in_features):
+        super().build(spec, in_features)
+        width = self.hidden[-1] if self.hidden else in_features
+        self.out = nn.Linear(width, spec.numel)
+
+    def forward(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        self._check_built()
+        return self.spec.unflatten(self.out(self.trunk(z)))  # (..., P) -> {name: (..., *shape)}
+
+    def init_output(self, moments, z: torch.Tensor) -> None:
+        _init_rows(self.out, self.spec, moments, _second_moment(self.trunk(z)))
+
+
+class _GainHead(Head):
+    """Heads whose output layer is shared by several tensors: a fixed per-value ``gain`` and
+    ``offset`` (buffers) give each tensor its own initial scale (the chunked variant of init).
+    A tensor meant to start at exactly zero while others do not (LoRA's B) gets a learned
+    per-tensor ``gate`` that starts at 0 (ReZero-style), so it is zero at step 0 yet trains."""
+
+    def _set_gain(self, spec, moments, total: int) -> None:
+        gain, offset = torch.ones(total), torch.zeros(total)
+        index = torch.zeros(total, dtype=torch.long)
+        all_zero = all(v == 0 for _, v in moments.values())
+        gate = torch.ones(len(spec))
+        for i, e in enumerate(spec):
+            mean, var = moments[e.name]
+            part = slice(e.offset, e.offset + e.numel)
+            gain[part] = math.sqrt(var) if var > 0 else 1.0
+            offset[part], index[part] = mean, i
+            gate[i] = 1.0 if var > 0 or all_zero else 0.0
+        self.register_buffer("gain", gain)
+        self.register_buffer("offset", offset)
+        self.register_buffer("tensor_index", index)
+        self.gate = nn.Parameter(gate)
+
+    def _scale(self, flat: torch.Tensor) -> torch.Tensor:
+        """(..., N) raw outputs -> (..., N) with each tensor's gain, gate and offset."""
+        return flat * (self.gain * self.gate[self.tensor_index]) + self.offset
+
+    def _init_shared(self, layer: nn.Linear, moments, h: torch.Tensor) -> None:
+        """Unit-variance output for every group of ``layer.out_features`` values (a chunk, or a
+        tensor's slot), each group calibrated on its own features ``h (n, G, d_k)``; all zero
+        when every tensor should start at exactly zero."""
+        with torch.no_grad():
+            layer.bias.zero_()
+            if all(v == 0 for _, v in moments.values()):
+                layer.weight.zero_()
+                return
+            m2 = h.detach().pow(2).mean(dim=(0, 2))  # (G,) second moment per group
+            mean_m2 = _second_moment(h)
+            layer.weight.normal_(0.0, math.sqrt(1.0 / (layer.in_features * mean_m2)))
+            per_value = (mean_m2 / m2).sqrt().repeat_interleave(layer.out_features)
+            self.gain.mul_(per_value[: self.gain.numel()])
+
+
+class Chunked(_GainHead):
+    """A shared generator over learned chunk embeddings (von Oswald et al., ICLR 2020).
+
+    ``[z, c_k] -> trunk -> chunk of chunk_size values`` for k = 1..⌈P/chunk_size⌉; the chunks
+    are concatenated and trimmed to P. Trainable parameters can be far fewer than P.
+
+    Args:
+        chunk_size: values produced per chunk.
+        chunk_dim: size of each learned chunk embedding (N(0, 1) init).
+    """
+
+    def __init__(self, chunk_size: int, chunk_dim: int = 8, hidden=(64,), activation=nn.ReLU,
+                 hidden_init="fan_in"):
+        super().__init__(hidden, activation, hidden_init)
+        if chunk_size < 1 or chunk_dim < 1:
+            raise ValueError(f"Chunked: chunk_size and chunk_dim must be >= 1, got {chunk_size}, {chunk_dim}.")
+        self.chunk_size, self.chunk_dim = chunk_size, chunk_dim
+
+    def build(self, spec, in_features):
+        super().build(spec, in_features + self.chunk_dim)
+        self.num_chunks = math.ceil(spec.numel / self.chunk_size)
+        self.chunk_emb = nn.Parameter(torch.randn(self.num_chunks, self.chunk_dim))
+        width = self.hidden[-1] if self.hidden else in_features + self.chunk_dim
+        self.out = nn.Linear(width, self.chunk_size)
+        self._set_gain(spec, {e.name: (0.0, 1.0) for e in spec}, spec.numel)
+
+    def features(self, z: torch.Tensor) -> torch.Tensor:
+        """(..., E) -> (..., C, d_k) for the C chunks."""
+        lead = z.shape[:-1]
+        chunks = self.chunk_emb.expand(*lead, -1, -1)  # (..., C, chunk_dim)
+        zc = z.unsqueeze(-2).expand(*lead, self.num_chunks, z.shape[-1])  # (..., C, E)
+        return self.trunk(torch.cat([zc, chunks], dim=-1))
+
+    def forward(self, z):
+        self._check_built()
+        out = self.out(self.features(z))  # (..., C, chunk_size)
+        flat = out.flatten(-2)[..., : self.spec.numel]  # (..., P)
+        return self.spec.unflatten(self._scale(flat))
+
+    def init_output(self, moments, z):
+        self._set_gain(self.spec, moments, self.spec.numel)
+        self._init_shared(self.out, moments, self.features(z))
+
+
+class PerTensor(_GainHead):
+    """Component-wise generation (Ha et al., ICLR 2017).
+
+    ``shared=False``: a trunk per tensor with its own output layer. ``shared=True``: one trunk
+    and output layer for all tensors, fed ``[z, e_t]`` with a learned embedding e_t per tensor;
+    it emits max numel values, trimmed to each tensor.
+    """
+
+    def __init__(self, hidden=(64,), shared: bool = False, tensor_dim: int = 16, activation=nn.ReLU,
+                 hidden_init="fan_in"):
+        super().__init__(hidden, activation, hidden_init)
+        self.shared, self.tensor_dim = shared, tensor_dim
+
+    def build(self, spec, in_features):
+        if not self.shared:
+            Head.build(self, spec, in_features)
+            del self.trunk
+            width = self.hidden[-1] if self.hidden else in_features
+            self.heads = nn.ModuleList(
+                nn.Sequential(self._trunk(in_features), nn.Linear(width, e.numel)) for e in spec)
+            return
+        Head.build(self, spec, in_features + self.tensor_dim)
+        self.tensor_emb = nn.Parameter(torch.randn(len(spec), self.tensor_dim))
+        width = self.hidden[-1] if self.hidden else in_features + self.tensor_dim
+        self.max_numel = max(e.numel for e in spec)
+        self.out = nn.Linear(width, self.max_numel)
+        self._set_gain(spec, {e.name: (0.0, 1.0) for e in spec}, len(spec) * self.max_numel)
+
+    def _shared_features(self, z):
+        lead = z.shape[:-1]
+        emb = self.tensor_emb.expand(*lead, -1, -1)  # (..., T, tensor_dim)
+        zt = z.unsqueeze(-2).expand(*lead, len(self.spec), z.shape[-1])  # (..., T, E)
+        return self.trunk(torch.cat([zt, emb], dim=-1))  # (..., T, d_k)
+
+    def forward(self, z):
+        self._check_built()
+        lead = z.shape[:-1]
+        if not self.shared:
+            return {e.name: head(z).reshape(*lead, *e.shape) for e, head in zip(self.spec, self.heads, strict=True)}
+        out = self.out(self._shared_features(z)).flatten(-2)  # (..., T·max_numel)
+        out = self._scale(out)
+        out = out.unflatten(-1, (len(self.spec), self.max_numel))  # (..., T, max_numel)
+        return {e.name: out[..., i, : e.numel].reshape(*lead, *e.shape) for i, e in enumerate(self.spec)}
+
+    def init_output(self, moments, z):
+        if not self.shared:
+            for e, head in zip(self.spec, self.heads, strict=True):
+                one = ParamSpec([type(e)(e.name, e.shape, 0, e.fan_in, e.fan_out, e.role, e.kind, e.module_type)])
+                _init_rows(head[-1], one, moments, _second_moment(head[:-1](z)))
+            return
+        spaced = {e.name: moments[e.name] for e in self.spec}
+        gain_spec = ParamSpec([type(e)(e.name, (self.max_numel,), i * self.max_numel, e.fan_in, e.fan_out,
+                                       e.role, e.kind, e.module_type) for i, e in enumerate(self.spec)])
+        self._set_gain(gain_spec, spaced, len(self.spec) * self.max_numel)
+        self._init_shared(self.out, moments, self._shared_features(z))
+
+
+class LowRank(Full):
+    """Rank-r factors per weight: A (r, I) and B (O, r) with ``W = B·A`` reshaped to the weight
+    (a conv kernel (O, C/g, *k) has I = C/g·prod(k)); 1-D tensors are generated directly.
+
+    In ``lora`` mode the factors are returned as they are (``LoRA(A, B)``), never multiplied out.
+    """
+
+    def __init__(self, rank: int, hidden=(64,), activation=nn.ReLU, hidden_init="fan_in"):
+        super().__init__(hidden, activation, hidden_init)
+        self.rank = rank
+        self.factored = False
+
+    def build(self, spec, in_features, factored: bool = False):
+        self.target_spec, self.factored = spec, factored
+        super().build(spec.factorized(self.rank), in_features)
+
+    def num_generated(self) -> int:
+        return self.target_spec.numel
+
+    def forward(self, z):
+        return assemble_factors(self.target_spec, super().forward(z), dense=not self.factored)
+
+    def init_output(self, moments, z):
+        moments = factor_moments(self.target_spec, moments, self.rank)
+        # A and B share the features h: E[(B·A)²] grows with E[|h|⁴], not E[|h|²]²; correct B.
+        q = self.trunk(z).pow(2).mean(-1)  # (n,)
+        correction = (q.mean() ** 2 / q.pow(2).mean()).item()
+        moments = {n: (m, v * correction if n.endswith("@B") else v) for n, (m, v) in moments.items()}
+        super().init_output(moments, z)
+
+
+def factor_moments(spec: ParamSpec, moments, rank: int) -> dict[str, tuple[float, float]]:
+    """Moments of A and B so that ``B·A`` has each weight's variance v: Var(A) = 1/I,
+    Var(B) = v·I/r (B = 0 when v = 0, as LoRA's zero init)."""
+    out = {}
+    for e in spec:
+        if len(e.shape) < 2:
+            out[e.name] = moments[e.name]
+            continue
+        inner = math.prod(e.shape[1:])
+        var = moments[e.name][1]
+        out[f"{e.name}@A"] = (0.0, 1.0 / inner)
+        out[f"{e.name}@B"] = (0.0, var * inner / rank)
+    return out
+
+
+def assemble_factors(spec: ParamSpec, factors: dict[str, torch.Tensor], dense: bool) -> dict:
+    """``{name@A, name@B}`` -> ``{name: B·A (..., *shape)}`` or ``{name: LoRA(A, B)}``."""
+    out = {}
+    for e in spec:
+        if e.name in factors:
+            out[e.name] = factors[e.name]
+            continue
+        a, b = factors[f"{e.name}@A"], factors[f"{e.name}@B"]
+        if dense:
+            w = torch.matmul(b, a)  # (..., O, r) @ (..., r, I) -> (..., O, I)
+            out[e.name] = w.reshape(*w.shape[:-2], *e.shape)
+        else:
+            out[e.name] = LoRA(a, b)
+    return out

@@ -1,0 +1,143 @@
+"""HyperNetwork: encoder + head + binding around a target network."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import functional as F
+from .encoders import Encoder
+from .heads import Head, LowRank, assemble_factors, factor_moments
+from .init import target_moments
+from .spec import ParamSpec
+
+__all__ = ["HyperNetwork"]
+
+
+class HyperNetwork(nn.Module):
+    """Generates chosen tensors of ``target`` from a condition and runs the target with them.
+
+    Args:
+        target: any module. In ``absolute`` mode the generated tensors of the target are frozen
+            (unused); in ``residual`` mode they are θ0 and train; in ``lora`` mode they are the
+            frozen W0. Tensors not in ``spec`` keep training as ordinary parameters.
+        spec: what to generate (default: every parameter of the target).
+        encoder: condition -> z (see ``hypernetworks.encoders``).
+        head: z -> tensors (see ``hypernetworks.heads``); built here for ``spec``.
+        mode: ``"absolute"`` θ = h(z), ``"residual"`` θ = θ0 + h(z), ``"lora"`` W = W0 + B·A.
+        init: ``"hyperfan_in"``, ``"hyperfan_out"``, ``"default_match"``, ``"zero_delta"`` or
+            ``"pytorch"`` (see ``hypernetworks.init``).
+        lora_rank: rank of the generated factors in ``lora`` mode (a ``LowRank`` head uses its own).
+        calibration: conditions whose features calibrate ``init`` (default: 256 ``encoder.example``
+            conditions drawn with ``seed``).
+        seed: seed of the calibration draw.
+        check_finite: raise if a generated tensor holds NaN/inf (one device sync per call).
+
+    Example:
+        >>> target = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+        >>> hnet = HyperNetwork(target, encoder=encoders.Embedding(3, 8), head=heads.Full())
+        >>> hnet(torch.randn(5, 4), torch.tensor(1)).shape  # one weight set for the batch
+        torch.Size([5, 2])
+        >>> hnet(torch.randn(5, 4), torch.tensor([0, 1, 2, 1, 0])).shape  # one per example
+        torch.Size([5, 2])
+    """
+
+    def __init__(self, target: nn.Module, spec: ParamSpec | None = None, *, encoder: Encoder, head: Head,
+                 mode: str = "absolute", init: str = "hyperfan_in", lora_rank: int = 4,
+                 calibration: torch.Tensor | None = None, seed: int = 0, check_finite: bool = False):
+        super().__init__()
+        if mode not in F.MODES:
+            raise ValueError(f"HyperNetwork: mode must be one of {F.MODES}, got {mode!r}.")
+        if not isinstance(encoder, Encoder) or not isinstance(head, Head):
+            raise TypeError(f"HyperNetwork: encoder must be an Encoder and head a Head, got "
+                            f"{type(encoder).__name__} and {type(head).__name__}.")
+        spec = ParamSpec.from_module(target) if spec is None else spec
+        if mode == "lora":
+            flat = [e.name for e in spec if len(e.shape) < 2]
+            if flat:
+                raise ValueError(f"HyperNetwork: mode='lora' generates factors of weights only; {flat} "
+                                 "are 1-D: exclude them from the spec or use mode='residual'.")
+        self.target, self.spec, self.encoder, self.head = target, spec, encoder, head
+        self.mode, self.init_scheme, self.check_finite = mode, init, check_finite
+        self._factors_here = mode == "lora" and not isinstance(head, LowRank)
+        self._freeze_generated()
+
+        moments = target_moments(spec, init, mode, target)
+        if isinstance(head, LowRank):
+            head.build(spec, encoder.dim, factored=mode == "lora")
+        elif self._factors_here:
+            head.build(spec.factorized(lora_rank), encoder.dim)
+            moments = moments and factor_moments(spec, moments, lora_rank)
+        else:
+            head.build(spec, encoder.dim)
+        if moments is None:
+            return
+        if calibration is None:
+            calibration = encoder.example(256, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            head.init_output(moments, encoder(calibration))
+
+    def _freeze_generated(self) -> None:
+        if self.mode == "residual":
+            return
+        own = dict(self.target.named_parameters())
+        for name in self.spec.names:
+            own[name].requires_grad_(False)
+
+    # --- generation and calls --------------------------------------------------------------
+    def generate(self, cond: torch.Tensor) -> dict:
+        """``{name: tensor}`` (``LoRA`` factors in lora mode), with a leading B for batched ``cond``."""
+        params = self.head(self.encoder(cond))
+        if self._factors_here:
+            params = assemble_factors(self.spec, params, dense=False)
+        if self.check_finite:
+            for name, value in params.items():
+                for t in (value if isinstance(value, tuple) else (value,)):
+                    torch._assert_async(torch.isfinite(t).all(), f"HyperNetwork: generated '{name}' is not finite.")
+        return params
+
+    def forward(self, x, cond: torch.Tensor, **kwargs):
+        """Run the target on ``x`` with tensors generated from ``cond``.
+
+        ``cond`` of the encoder's ``cond_shape`` gives one weight set for the whole batch;
+        ``(B, *cond_shape)`` gives one per example (B == batch size of ``x``).
+        """
+        per_example = self.encoder.is_batched(cond)
+        return F.functional_call(self.target, self.generate(cond), (x,), kwargs, spec=self.spec,
+                                 per_example=per_example, mode=self.mode)
+
+    def materialize(self, cond: torch.Tensor) -> nn.Module:
+        """A plain copy of the target with the weights for one condition baked in."""
+        if self.encoder.is_batched(cond):
+            raise ValueError(f"HyperNetwork.materialize: needs one condition of shape {self.encoder.cond_shape}, "
+                             f"got a batch {tuple(cond.shape)}.")
+        with torch.no_grad():
+            return F.materialize(self.target, self.generate(cond), spec=self.spec, mode=self.mode)
+
+    # --- sizes ---------------------------------------------------------------------------------
+    @property
+    def num_generated(self) -> int:
+        """Values of the target produced per condition (P)."""
+        return self.spec.numel
+
+    @property
+    def num_trainable(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def summary(self, batch_size: int = 64) -> str:
+        """Per-tensor shapes, generated vs own parameter counts, per-example memory at ``batch_size``."""
+        own = sum(p.numel() for n, p in self.target.named_parameters() if n not in self.spec and p.requires_grad)
+        gen_params = sum(p.numel() for n, p in self.named_parameters()
+                         if p.requires_grad and not n.startswith("target."))
+        itemsize = next(self.parameters()).element_size()
+        lines = [f"HyperNetwork(mode={self.mode}, init={self.init_scheme}, head={type(self.head).__name__}, "
+                 f"encoder={type(self.encoder).__name__})",
+                 f"{'tensor':<40} {'shape':<20} {'numel':>10}"]
+        lines += [f"{e.name:<40} {str(tuple(e.shape)):<20} {e.numel:>10,}" for e in self.spec]
+        lines += [f"generated per condition (P): {self.num_generated:,}",
+                  f"hypernetwork parameters:     {gen_params:,}",
+                  f"target's own trainable:      {own:,}",
+                  f"trainable in all:            {self.num_trainable:,}",
+                  f"per-example weights at B={batch_size}: "
+                  f"{batch_size * self.num_generated * itemsize / 2**20:,.3f} MiB"]
+        return "\n".join(lines)
