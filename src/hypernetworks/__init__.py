@@ -26,3 +26,12 @@ __all__ = [
     "materialize",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``hn.methods`` loads on first use, so ``import hypernetworks`` stays lean."""
+    if name == "methods":
+        import importlib
+
+        return importlib.import_module(".methods", __name__)
+    raise AttributeError(f"module 'hypernetworks' has no attribute {name!r}")

@@ -1,0 +1,22 @@
+import pytest
+import torch
+
+from hypernetworks.data import load_fashion_mnist, photo_patches
+
+
+def test_fashion_mnist_loads_offline():
+    x, y = load_fashion_mnist("test")
+    assert x.shape == (10000, 1, 28, 28) and y.shape == (10000,)
+    assert 0 <= x.min() and x.max() <= 1 and set(y.unique().tolist()) == set(range(10))
+
+
+def test_fashion_mnist_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="dataset-fashion-mnist"):
+        load_fashion_mnist("train", path=tmp_path)
+    with pytest.raises(ValueError, match="split must be"):
+        load_fashion_mnist("val")
+
+
+def test_photo_patches_are_deterministic():
+    a, b = photo_patches(30, size=8, seed=3), photo_patches(30, size=8, seed=3)
+    assert a.shape == (30, 1, 8, 8) and torch.equal(a, b) and a.std() > 0
