@@ -25,7 +25,7 @@ demo: install
 
 test: install
 	OMP_NUM_THREADS=1 $(PY) -m pytest -x -q -p no:cacheprovider
-	$(VENV)/bin/ruff check src tests benchmarks experiments
+	$(VENV)/bin/ruff check src tests benchmarks
 
 bench: install
 	$(PY) -m benchmarks.binding

@@ -65,11 +65,11 @@ def _check_value(name, value, param, mode, batch_dims) -> torch.Tensor:
     return tensors[0]
 
 
-def _validate(target, params, spec, per_example, mode, strict) -> int | None:
-    """Check keys, shapes, dtypes and devices; return the per-example batch size B (or None)."""
+def _validate(target, own, params, spec, per_example, mode, strict) -> int | None:
+    """Check keys, shapes, dtypes and devices against ``own`` (the target's named parameters);
+    return the per-example batch size B (or None)."""
     if mode not in MODES:
         _fail(f"mode must be one of {MODES}, got {mode!r}.")
-    own = dict(target.named_parameters())
     extra = [n for n in params if n not in own]
     if extra:
         _fail(f"unexpected tensor(s) {extra}: not parameters of {type(target).__name__}.")
@@ -90,12 +90,12 @@ def _validate(target, params, spec, per_example, mode, strict) -> int | None:
     return batch
 
 
-def resolve(target: nn.Module, params: Mapping, mode: str, *, factored: bool = False) -> dict:
+def resolve(own: Mapping[str, torch.Tensor], params: Mapping, mode: str, *, factored: bool = False) -> dict:
     """Turn generated values into the tensors the target uses: θ, θ0 + Δθ, or W0 + B·A.
 
-    With ``factored=True`` LoRA weights stay as ``LowRankWeight`` (for the per-example kernels).
+    ``own`` are the target's named parameters. With ``factored=True`` LoRA weights stay as
+    ``LowRankWeight`` (for the per-example kernels).
     """
-    own = dict(target.named_parameters())
     out = {}
     for name, value in params.items():
         if mode == "absolute":
@@ -156,17 +156,21 @@ def functional_call(
     if isinstance(args, torch.Tensor):
         args = (args,)
     kwargs = {} if kwargs is None else kwargs
-    batch = _validate(target, params, spec, per_example, mode, strict)
+    own = dict(target.named_parameters())
+    batch = _validate(target, own, params, spec, per_example, mode, strict)
     if not per_example:
-        resolved = resolve(target, params, mode)
-        return torch.func.functional_call(target, resolved, args, kwargs, strict=False)
-    return _per_example_call(target, resolve(target, params, mode, factored=True), batch,
-                             args, kwargs)
+        return torch.func.functional_call(target, resolve(own, params, mode), args, kwargs, strict=False)
+    return _per_example_call(target, resolve(own, params, mode, factored=True), batch, args, kwargs)
 
 
-def _units(target: nn.Module, names) -> dict[str, dict[str, object]]:
-    """Group generated names by the module that must handle them: ``{module name: {leaf: name}}``."""
-    composites = {n for n, m in target.named_modules() if isinstance(m, _COMPOSITES)}
+def _units(target: nn.Module, names) -> tuple[dict[str, dict[str, str]], bool]:
+    """Group generated names by the module that must handle them: ``{module name: {leaf: name}}``;
+    and whether the target holds a transformer layer with a fused inference path."""
+    composites, has_fastpath = set(), False
+    for n, m in target.named_modules():
+        if isinstance(m, _COMPOSITES):
+            composites.add(n)
+        has_fastpath = has_fastpath or isinstance(m, nn.TransformerEncoderLayer)
     units: dict[str, dict[str, str]] = {}
     for name in names:
         owner = name.rpartition(".")[0]
@@ -179,19 +183,19 @@ def _units(target: nn.Module, names) -> dict[str, dict[str, object]]:
                 break
         leaf = name[len(unit) + 1:] if unit else name
         units.setdefault(unit, {})[leaf] = name
-    return units
+    return units, has_fastpath
 
 
 def _per_example_call(target, resolved, batch, args, kwargs):
     called: set[str] = set()
     saved = {}
     overrides = {}
-    for unit, leaves in _units(target, resolved).items():
+    units, has_fastpath = _units(target, resolved)
+    for unit, leaves in units.items():
         module = target.get_submodule(unit)
         weights = {leaf: resolved[name] for leaf, name in leaves.items()}
         overrides[unit] = (module, _make_forward(unit, module, weights, batch, called))
     # Transformer layers have an inference fast path that reads their tensors directly.
-    has_fastpath = any(isinstance(m, nn.TransformerEncoderLayer) for m in target.modules())
     fastpath = torch.backends.mha.get_fastpath_enabled()
     try:
         if has_fastpath:
@@ -333,8 +337,9 @@ def materialize(
         params: one weight set (no batch dim), as for ``functional_call``.
         spec, mode, strict: as for ``functional_call``.
     """
-    _validate(target, params, spec, False, mode, strict)
-    resolved = resolve(target, params, mode)
+    own = dict(target.named_parameters())
+    _validate(target, own, params, spec, False, mode, strict)
+    resolved = resolve(own, params, mode)
     plain = copy.deepcopy(target)
     with torch.no_grad():
         for name, value in resolved.items():

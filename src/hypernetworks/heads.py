@@ -18,6 +18,7 @@ calibrated on features of example conditions ``z``.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -62,9 +63,6 @@ class Head(nn.Module):
                 nn.init.kaiming_normal_(layer.weight, mode=self.hidden_init, nonlinearity="relu")
                 nn.init.zeros_(layer.bias)
         return trunk
-
-    def num_generated(self) -> int:
-        return self.spec.numel
 
     def _check_built(self):
         if self.spec is None:
@@ -238,12 +236,12 @@ class PerTensor(_GainHead):
     def init_output(self, moments, z):
         if not self.shared:
             for e, head in zip(self.spec, self.heads, strict=True):
-                one = ParamSpec([type(e)(e.name, e.shape, 0, e.fan_in, e.fan_out, e.role, e.kind, e.module_type)])
+                one = ParamSpec([replace(e, offset=0)])
                 _init_rows(head[-1], one, moments, _second_moment(head[:-1](z)))
             return
         spaced = {e.name: moments[e.name] for e in self.spec}
-        gain_spec = ParamSpec([type(e)(e.name, (self.max_numel,), i * self.max_numel, e.fan_in, e.fan_out,
-                                       e.role, e.kind, e.module_type) for i, e in enumerate(self.spec)])
+        gain_spec = ParamSpec([replace(e, shape=(self.max_numel,), offset=i * self.max_numel)
+                               for i, e in enumerate(self.spec)])
         self._set_gain(gain_spec, spaced, len(self.spec) * self.max_numel)
         self._init_shared(self.out, moments, self._shared_features(z))
 
@@ -263,9 +261,6 @@ class LowRank(Full):
     def build(self, spec, in_features, factored: bool = False):
         self.target_spec, self.factored = spec, factored
         super().build(spec.factorized(self.rank), in_features)
-
-    def num_generated(self) -> int:
-        return self.target_spec.numel
 
     def forward(self, z):
         return assemble_factors(self.target_spec, super().forward(z), dense=not self.factored)

@@ -117,7 +117,7 @@ def _kind(module: nn.Module) -> str:
     return "other"
 
 
-def _role(leaf: str, ndim: int) -> str:
+def _role(leaf: str) -> str:
     if "bias" in leaf:
         return "bias"
     if "weight" in leaf:
@@ -240,7 +240,7 @@ class ParamSpec:
             kind = _kind(owner)
             fan_in, fan_out = _fans(owner, kind, leaf, shape)
             entries.append(
-                ParamEntry(name, shape, offset, fan_in, fan_out, _role(leaf, len(shape)), kind,
+                ParamEntry(name, shape, offset, fan_in, fan_out, _role(leaf), kind,
                            type(owner).__name__)
             )
             offset += param.numel()
@@ -250,9 +250,9 @@ class ParamSpec:
 
     @staticmethod
     def _nothing_matched(module, include, exclude, module_types) -> str:
-        names = [n for n, *_ in _owned_parameters(module)]
-        types = sorted({type(m).__name__ for _, m, *_ in
-                        ((n, o) for n, _, o, _ in _owned_parameters(module))})
+        owned = _owned_parameters(module)
+        names = [name for name, *_ in owned]
+        types = sorted({type(owner).__name__ for _, _, owner, _ in owned})
         shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
         return (
             f"ParamSpec.from_module: include={include!r}, exclude={exclude!r}, "
