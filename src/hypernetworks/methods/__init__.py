@@ -27,6 +27,7 @@ def list_methods(pattern: str = "*") -> list[str]:
     return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
 
 
-from . import mip as mip  # noqa: E402  (registers itself)
+from . import continual as continual  # noqa: E402  (each registers itself)
+from . import mip as mip  # noqa: E402
 
-__all__ = ["get_method", "list_methods", "mip", "register_method"]
+__all__ = ["continual", "get_method", "list_methods", "mip", "register_method"]
