@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-REPRODUCTIONS = {"mip": "hypernetworks.experiments.mip"}
+REPRODUCTIONS = {"continual": "hypernetworks.experiments.continual", "mip": "hypernetworks.experiments.mip"}
 
 
 def get(name: str):

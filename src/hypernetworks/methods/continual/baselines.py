@@ -59,9 +59,10 @@ class RegularizedCL(nn.Module):
         self.model, self.method, self.strength, self.multi_head = model, method, strength, multi_head
         self.lr, self.gamma, self.xi, self.fisher_samples = lr, gamma, xi, fisher_samples
         names = [n for n, p in model.named_parameters() if p.requires_grad]
-        # The penalty Σ_t w_t (θ − a_t)² is kept as Σ w_t θ² − 2 Σ w_t a_t θ + const: O(1) per step.
+        # The penalty Σ_t w_t (θ − a_t)² is kept as Σ w_t θ² − 2 Σ w_t a_t θ + Σ w_t a_t²: O(1) per step.
         self.importance = {n: None for n in names}  # Σ w_t
         self.weighted_anchor = {n: None for n in names}  # Σ w_t a_t
+        self.constant = {n: None for n in names}  # Σ w_t a_t²
 
     def _out(self, x, task_id):
         return self.model(x, task_id) if self.multi_head else self.model(x)
@@ -71,7 +72,7 @@ class RegularizedCL(nn.Module):
         for n, p in self.model.named_parameters():
             w = self.importance.get(n)
             if w is not None:
-                total = total + (w * p.square() - 2 * self.weighted_anchor[n] * p).sum()
+                total = total + (w * p.square() - 2 * self.weighted_anchor[n] * p + self.constant[n]).sum()
         scale = 0.5 * self.strength if self.method in ("ewc", "online_ewc") else self.strength
         return scale * total
 
@@ -111,14 +112,13 @@ class RegularizedCL(nn.Module):
         decay = self.gamma if decay is None else decay
         for n, p in params.items():
             w, a = weights[n].detach(), p.detach().clone()
-            if self.importance[n] is None:
-                self.importance[n], self.weighted_anchor[n] = w, w * a
-            elif online:  # one running importance, anchored at the latest θ*
-                imp = decay * self.importance[n] + w
-                self.importance[n], self.weighted_anchor[n] = imp, imp * a
+            if self.importance[n] is None or online:  # online: one importance, anchored at the latest θ*
+                imp = w if self.importance[n] is None else decay * self.importance[n] + w
+                self.importance[n], self.weighted_anchor[n], self.constant[n] = imp, imp * a, imp * a.square()
             else:
                 self.importance[n] = self.importance[n] + w
                 self.weighted_anchor[n] = self.weighted_anchor[n] + w * a
+                self.constant[n] = self.constant[n] + w * a.square()
 
     def _fisher(self, seen, task_id, loss_fn) -> dict[str, torch.Tensor]:
         """Diagonal empirical Fisher: mean of squared per-example gradients of the task loss."""
