@@ -152,7 +152,8 @@ def _plot(rows: list[dict], path) -> None:
         for method in dict.fromkeys(r["method"] for r in rows if (r["benchmark"], r["scenario"]) == (bench, scenario)):
             rs = [r for r in rows if (r["benchmark"], r["scenario"], r["method"]) == (bench, scenario, method)
                   and r["strength"] == summary[(bench, scenario, method)]]
-            curve = [statistics.fmean(statistics.fmean(r["matrix"][t]) for r in rs) for t in range(len(rs[0]["matrix"]))]
+            steps = range(len(rs[0]["matrix"]))
+            curve = [statistics.fmean(statistics.fmean(r["matrix"][t]) for r in rs) for t in steps]
             ax.plot(range(1, len(curve) + 1), curve, marker=".", label=method)
         ax.set(title=f"{bench}, {scenario}", xlabel="tasks learned", ylabel="mean accuracy on tasks so far")
         ax.title.set_fontsize(9)

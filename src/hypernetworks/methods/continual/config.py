@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
+
+from .._config import DictConfig
 
 HEADS = ("full", "chunked")
 
 
 @dataclass
-class HyperCLConfig:
+class HyperCLConfig(DictConfig):
     """von Oswald et al. (ICLR 2020): one hypernetwork, one learned embedding per task."""
 
     num_tasks: int = 5  # how many task embeddings to allocate
@@ -31,14 +32,3 @@ class HyperCLConfig:
         if self.num_tasks < 1 or self.beta < 0 or self.lr <= 0:
             raise ValueError(f"HyperCLConfig: need num_tasks >= 1, beta >= 0, lr > 0; got "
                              f"{self.num_tasks}, {self.beta}, {self.lr}.")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> HyperCLConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            warnings.warn(f"HyperCLConfig.from_dict: ignoring unknown keys {unknown}.", stacklevel=2)
-        return cls(**{k: v for k, v in data.items() if k in known})

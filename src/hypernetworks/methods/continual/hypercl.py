@@ -75,7 +75,8 @@ class HyperCL(nn.Module):
     def _flat(self, head_params: dict | None, ids: torch.Tensor) -> torch.Tensor:
         """(T, P) generated vectors for task ``ids``, with the head's parameters replaced if given."""
         z = self.hnet.encoder(ids)
-        out = self.hnet.head(z) if head_params is None else torch.func.functional_call(self.hnet.head, head_params, (z,))
+        head = self.hnet.head
+        out = head(z) if head_params is None else torch.func.functional_call(head, head_params, (z,))
         return self.hnet.spec.flatten(out)
 
     def regularizer(self, task_id: int, delta: dict[str, torch.Tensor] | None = None) -> torch.Tensor:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 from ...encoders import ENCODINGS
+from .._config import DictConfig
 
 
 @dataclass
-class MIPConfig:
+class MIPConfig(DictConfig):
     """Magnitude-invariant parametrization; switch ``encoding``/``residual`` off for ablations."""
 
     num_scalars: int = 1  # d: the condition is γ ∈ [0, 1]^d
@@ -25,14 +25,3 @@ class MIPConfig:
         if self.num_scalars < 1 or any(h < 1 for h in self.hidden):
             raise ValueError(f"MIPConfig: num_scalars and hidden widths must be >= 1, got "
                              f"{self.num_scalars}, {self.hidden}.")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> MIPConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            warnings.warn(f"MIPConfig.from_dict: ignoring unknown keys {unknown}.", stacklevel=2)
-        return cls(**{k: v for k, v in data.items() if k in known})
