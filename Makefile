@@ -29,6 +29,7 @@ test: install
 
 bench: install
 	$(PY) -m benchmarks.binding
+	$(PY) -m benchmarks.continual_regularizer
 
 clean:
 	rm -rf $(VENV)
