@@ -149,3 +149,13 @@ def test_head_is_built_once():
     hn.HyperNetwork(nn.Linear(2, 2), encoder=hn.encoders.Scalars(1), head=head)
     with pytest.raises(RuntimeError, match="already built"):
         hn.HyperNetwork(nn.Linear(2, 2), encoder=hn.encoders.Scalars(1), head=head)
+
+
+def test_full_head_without_bias():
+    target = nn.Sequential(nn.Linear(4, 6), nn.LayerNorm(6))
+    hnet = hn.HyperNetwork(target, encoder=hn.encoders.Scalars(1), head=hn.heads.Full(bias=False), mode="residual",
+                           init="default_match")
+    assert hnet.head.out.bias is None
+    with pytest.raises(ValueError, match="'1.weight' should start at mean 1.0"):
+        hn.HyperNetwork(nn.Sequential(nn.Linear(4, 6), nn.LayerNorm(6)), encoder=hn.encoders.Scalars(1),
+                        head=hn.heads.Full(bias=False), init="default_match")

@@ -84,16 +84,29 @@ def _init_rows(layer: nn.Linear, spec: ParamSpec, moments, m2: float) -> None:
             mean, var = moments[e.name]
             rows = slice(e.offset, e.offset + e.numel)
             layer.weight[rows].normal_(0.0, math.sqrt(var / (layer.in_features * m2)))
-            layer.bias[rows] = mean
+            if layer.bias is not None:
+                layer.bias[rows] = mean
+            elif mean != 0:
+                raise ValueError(f"init: '{e.name}' should start at mean {mean}, which a head without an "
+                                 "output bias cannot give; use bias=True or mode='residual'.")
 
 
 class Full(Head):
-    """One linear map from the trunk's features to all P values: ``(..., E) -> (..., P)``."""
+    """One linear map from the trunk's features to all P values: ``(..., E) -> (..., P)``.
+
+    ``bias=False`` drops the output layer's bias (P values): in ``residual`` mode θ0 already plays
+    its part, as in MIP's reference code, where θ0 *is* that bias.
+    """
+
+    def __init__(self, hidden: tuple[int, ...] = (64,), activation: type[nn.Module] = nn.ReLU,
+                 hidden_init: str = "fan_in", bias: bool = True):
+        super().__init__(hidden, activation, hidden_init)
+        self.bias = bias
 
     def build(self, spec, in_features):
         super().build(spec, in_features)
         width = self.hidden[-1] if self.hidden else in_features
-        self.out = nn.Linear(width, spec.numel)
+        self.out = nn.Linear(width, spec.numel, bias=self.bias)
 
     def forward(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         self._check_built()
@@ -253,8 +266,8 @@ class LowRank(Full):
     In ``lora`` mode the factors are returned as they are (``LoRA(A, B)``), never multiplied out.
     """
 
-    def __init__(self, rank: int, hidden=(64,), activation=nn.ReLU, hidden_init="fan_in"):
-        super().__init__(hidden, activation, hidden_init)
+    def __init__(self, rank: int, hidden=(64,), activation=nn.ReLU, hidden_init="fan_in", bias: bool = True):
+        super().__init__(hidden, activation, hidden_init, bias)
         self.rank = rank
         self.factored = False
 

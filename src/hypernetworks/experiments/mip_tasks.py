@@ -102,8 +102,8 @@ TASKS = {"label_smoothing": LabelSmoothing, "denoising": Denoising}
 def make_optimizer(name: str, params):
     kind, lr = OPTIMIZERS[name]
     if kind == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    return torch.optim.SGD(params, lr=lr, momentum=0.9)
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    return torch.optim.SGD(params, lr=lr, momentum=0.9, fused=True)
 
 
 @dataclass

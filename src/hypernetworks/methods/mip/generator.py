@@ -3,7 +3,8 @@ Learning", ICLR 2024 (reference code: the ``hyperlight`` library).
 
 θ(γ) = θ0 + h([cos(πγ/2), sin(πγ/2)]): the encoding has constant norm, so the scale of the
 hypernetwork's input (and of its output at init) no longer depends on γ; θ0 starts at the
-target's own init and trains; the hypernetwork's hidden layers use Kaiming fan-out init.
+target's own init and trains (it replaces the output layer's bias); the hypernetwork's hidden
+layers use Kaiming fan-out init.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def hypernetwork(target: nn.Module, spec: ParamSpec | None = None, config: MIPCo
     return HyperNetwork(
         target, spec,
         encoder=Scalars(config.num_scalars, encoding=config.encoding),
-        head=Full(hidden=config.hidden, hidden_init="fan_out"),
+        head=Full(hidden=config.hidden, hidden_init="fan_out", bias=not config.residual),
         mode="residual" if config.residual else "absolute",
         init="zero_delta" if config.residual else "default_match",
         seed=config.seed,
