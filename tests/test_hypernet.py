@@ -159,3 +159,14 @@ def test_ddp_two_processes_synchronise_gradients(tmp_path):
         torch.testing.assert_close(g0[name], g1[name])  # synchronised
         torch.testing.assert_close(g0[name], (l0[name] + l1[name]) / 2)  # = the mean of local grads
     assert not torch.allclose(l0["head.out.weight"], l1["head.out.weight"])  # the data did differ
+
+
+def test_import_is_lean():
+    import subprocess
+    import sys
+
+    code = ("import sys, hypernetworks as hn; hn.methods; "
+            "heavy = [m for m in ('torchvision', 'sklearn', 'skimage', 'matplotlib', 'transformers') "
+            "if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
