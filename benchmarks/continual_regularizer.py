@@ -27,6 +27,19 @@ def learner_with(num_earlier: int, head: str) -> HyperCL:
     return learner
 
 
+def steps_for(learner: HyperCL, n: int):
+    """(batched, loop): forward+backward of the regulariser over the ``n`` earlier tasks."""
+
+    def batched():
+        learner.regularizer(n).backward()
+
+    def loop():
+        total = sum((learner._flat(None, torch.tensor([t])) - learner.targets[t]).square().sum() for t in range(n)) / n
+        total.backward()
+
+    return batched, loop
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
@@ -39,17 +52,7 @@ def main(argv=None) -> None:
     print(f"{'head':<8} {'earlier tasks':>13} {'batched':>9} {'loop':>9} {'loop/batched':>13}")
     for head in ("full", "chunked"):
         for n in (1, 4, 9, 19):
-            learner = learner_with(n, head)
-            current = n
-
-            def batched():
-                learner.regularizer(current).backward()
-
-            def loop():
-                total = sum((learner._flat(None, torch.tensor([t])) - learner.targets[t]).square().sum()
-                            for t in range(n)) / n
-                total.backward()
-
+            batched, loop = steps_for(learner_with(n, head), n)
             b, lp = timed(batched, args.steps), timed(loop, args.steps)
             print(f"{head:<8} {n:>13} {b:9.2f} {lp:9.2f} {lp / b:13.2f}")
 

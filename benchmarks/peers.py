@@ -165,7 +165,8 @@ def row_task(steps, x, y, chunked: bool):
     def ours(fused):
         def make():
             torch.manual_seed(0)
-            head = hn.heads.Chunked(2000, chunk_dim=8, hidden=(100, 100)) if chunked else hn.heads.Full(hidden=(100, 100))
+            head = (hn.heads.Chunked(2000, chunk_dim=8, hidden=(100, 100)) if chunked
+                    else hn.heads.Full(hidden=(100, 100)))
             hnet = hn.HyperNetwork(mlp([64, 100, 100, 10]), encoder=hn.encoders.Embedding(5, 8), head=head)
             data = batches(x, y)
             task = torch.tensor(2)

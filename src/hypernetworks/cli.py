@@ -37,13 +37,13 @@ def demo(args) -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    start = time.time()
+    start, provenance = time.time(), _provenance()
     print(f"hypernetworks demo: γ-conditioned Fashion-MNIST classifier, plain vs MIP "
           f"({args.steps} steps, {args.optimizer}, seed {args.seed}, {args.threads} thread(s))")
     res = demo_run.run(args.steps, args.seed, args.optimizer, out, _progress)
     print("\n" + demo_run.table(res["results"]))
     record = {"command": "hypernetworks demo " + " ".join(sys.argv[2:]), "args": vars(args) | {"func": None},
-              "wall_s": round(time.time() - start, 1), **_provenance(), **res}
+              "wall_s": round(time.time() - start, 1), **provenance, **res}
     (out / "demo.json").write_text(json.dumps(record, indent=1, default=str))
     print(f"\nwrote {out / 'demo.json'} and {res['plot']} ({record['wall_s']} s)")
 
@@ -53,12 +53,12 @@ def reproduce(args) -> None:
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    start = time.time()
+    start, provenance = time.time(), _provenance()  # the code that runs, before anything changes
     res = module.run(args.quick, out)
     status = "quick" if args.quick else "main"
     record = {"name": args.name, "status": status,
               "command": f"hypernetworks reproduce {args.name}" + (" --quick" if args.quick else ""),
-              "wall_s": round(time.time() - start, 1), **_provenance(), **res}
+              "wall_s": round(time.time() - start, 1), **provenance, **res}
     path = out / f"{args.name}{'-quick' if args.quick else ''}.json"
     path.write_text(json.dumps(record, indent=1, default=str))
     print(res["table"])
