@@ -24,7 +24,7 @@ demo: install
 	$(VENV)/bin/hypernetworks demo
 
 test: install
-	OMP_NUM_THREADS=1 $(PY) -m pytest -x -q -p no:cacheprovider
+	OMP_NUM_THREADS=1 $(PY) -m pytest -x -p no:cacheprovider
 	$(VENV)/bin/ruff check src tests benchmarks
 
 bench: install
