@@ -27,9 +27,14 @@ test: install
 	OMP_NUM_THREADS=1 $(PY) -m pytest -x -p no:cacheprovider
 	$(VENV)/bin/ruff check src tests benchmarks
 
-bench: install
+$(VENV)/.bench: $(STAMP)
+	$(PY) -m pip install -q -e ".[bench]"
+	touch $(VENV)/.bench
+
+bench: install $(VENV)/.bench
 	$(PY) -m benchmarks.binding
 	$(PY) -m benchmarks.continual_regularizer
+	$(PY) -m benchmarks.peers
 
 clean:
 	rm -rf $(VENV)

@@ -349,7 +349,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--steps", type=int, default=50, help="timed steps per row")
-    parser.add_argument("--write", default="", help="also write the table into this markdown file")
+    parser.add_argument("--write", default="docs/benchmarks-peers.md", help="markdown file for the table ('' = none)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     x, y = digits()
@@ -364,7 +364,10 @@ def main(argv=None) -> None:
     table = render(rows, torch.get_num_threads(), args.steps)
     print(table)
     if args.write:
-        Path(args.write).write_text(table + "\n")
+        Path(args.write).write_text(f"# Peers: hyperlight and hypnettorch\n\nWritten by `python -m benchmarks.peers "
+                                    f"--steps {args.steps} --threads {args.threads}` (run by `make bench`); what the "
+                                    f"columns mean and how the goals stand: [benchmarks.md](benchmarks.md).\n\n"
+                                    f"{table}\n")
 
 
 if __name__ == "__main__":

@@ -136,11 +136,13 @@ class _GainHead(Head):
         self.register_buffer("gain", gain)
         self.register_buffer("offset", offset)
         self.register_buffer("tensor_index", index)
-        self.gate = nn.Parameter(gate)
+        # Only when some tensor needs it: a gate makes backward keep the raw outputs.
+        self.register_parameter("gate", nn.Parameter(gate) if bool((gate == 0).any()) else None)
 
     def _scale(self, flat: torch.Tensor) -> torch.Tensor:
         """(..., N) raw outputs -> (..., N) with each tensor's gain, gate and offset."""
-        return flat * (self.gain * self.gate[self.tensor_index]) + self.offset
+        scale = self.gain if self.gate is None else self.gain * self.gate[self.tensor_index]
+        return flat * scale + self.offset
 
     def _init_shared(self, layer: nn.Linear, moments, h: torch.Tensor) -> None:
         """Unit-variance output for every group of ``layer.out_features`` values (a chunk, or a
