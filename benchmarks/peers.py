@@ -54,20 +54,28 @@ def saved_bytes(fn) -> int:
     return total
 
 
-def measure(make_step, steps: int, params) -> dict:
-    """Time ``step()`` (forward, backward, optimiser) and estimate its training memory."""
-    step, loss_of = make_step()
-    for _ in range(5):
-        step()
-    times = []
+def measure_all(entries: dict, steps: int) -> dict:
+    """Time each ``step()`` (forward, backward, optimiser), interleaving the entries step by step
+    so that drift on a shared machine hits them alike; estimate each one's training memory.
+
+    ``entries``: ``{name: ((step, loss_of), module)}``.
+    """
+    for (step, _), _ in entries.values():
+        for _ in range(5):
+            step()
+    times = {name: [] for name in entries}
     for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - t0) * 1e3)
-    param_bytes = sum(p.numel() * p.element_size() for p in params() if p.requires_grad)
-    memory = 4 * param_bytes + saved_bytes(loss_of)  # θ, grad, Adam m and v
-    return {"ms": statistics.median(times), "mib": memory / 2**20, "loss": loss_of().item(),
-            "params": param_bytes // 4}
+        for name, ((step, _), _) in entries.items():
+            t0 = time.perf_counter()
+            step()
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    out = {}
+    for name, ((_, loss_of), module) in entries.items():
+        param_bytes = sum(p.numel() * p.element_size() for p in module.parameters() if p.requires_grad)
+        memory = 4 * param_bytes + saved_bytes(loss_of)  # θ, grad, Adam m and v
+        out[name] = {"ms": statistics.median(times[name]), "mib": memory / 2**20, "loss": loss_of().item(),
+                     "params": param_bytes // 4}
+    return out
 
 
 def trainer(forward, params, fused: bool):
@@ -96,8 +104,6 @@ def row_scalar(steps, x, y, mip: bool):
     import hyperlight as hl
 
     sizes, hidden = [64, 32, 32, 10], [16, 64, 128]
-    out = {}
-
     def peer():
         torch.manual_seed(0)
         target = mlp(sizes)
@@ -128,15 +134,8 @@ def row_scalar(steps, x, y, mip: bool):
             return trainer(forward, [p for p in hnet.parameters() if p.requires_grad], fused=fused), hnet
         return make
 
-    for name, make in (("hyperlight", peer), ("ours", ours(True)), ("ours, plain Adam", ours(False))):
-        built = {}
-
-        def make_step(make=make, built=built):
-            (step, loss_of), built["m"] = make()
-            return step, loss_of
-
-        out[name] = measure(make_step, steps, lambda built=built: built["m"].parameters())
-    return out
+    makers = (("hyperlight", peer), ("ours", ours(True)), ("ours, plain Adam", ours(False)))
+    return measure_all({name: make() for name, make in makers}, steps)
 
 
 # --- row 2: task-conditioned HMLP / ChunkedHMLP for an MLP 64-100-100-10 -------------------------
@@ -145,8 +144,6 @@ def row_scalar(steps, x, y, mip: bool):
 def row_task(steps, x, y, chunked: bool):
     from hypnettorch.hnets import HMLP, ChunkedHMLP
     from hypnettorch.mnets import MLP
-
-    out = {}
 
     def peer():
         torch.manual_seed(0)
@@ -178,15 +175,8 @@ def row_task(steps, x, y, chunked: bool):
             return trainer(forward, [p for p in hnet.parameters() if p.requires_grad], fused=fused), hnet
         return make
 
-    for name, make in (("hypnettorch", peer), ("ours", ours(True)), ("ours, plain Adam", ours(False))):
-        built = {}
-
-        def make_step(make=make, built=built):
-            (step, loss_of), built["m"] = make()
-            return step, loss_of
-
-        out[name] = measure(make_step, steps, lambda built=built: built["m"].parameters())
-    return out
+    makers = (("hypnettorch", peer), ("ours", ours(True)), ("ours, plain Adam", ours(False)))
+    return measure_all({name: make() for name, make in makers}, steps)
 
 
 # --- row 3: the continual-learning output regulariser ------------------------------------------
@@ -213,10 +203,9 @@ def row_regulariser(steps, earlier: int):
     def ours_loss():
         return learner.regularizer(earlier)
 
-    out = {}
-    for name, loss, module in (("hypnettorch", peer_loss, peer), ("ours", ours_loss, learner)):
-        out[name] = measure(lambda loss=loss: (lambda: loss().backward(), loss), steps, module.parameters)
-    return out
+    entries = {name: ((lambda loss=loss: loss().backward(), loss), module)
+               for name, loss, module in (("hypnettorch", peer_loss, peer), ("ours", ours_loss, learner))}
+    return measure_all(entries, steps)
 
 
 # --- row 4: per-example weights, B different conditions in one batch ------------------------------
@@ -228,8 +217,6 @@ def row_per_example(steps, x, y):
     from hypnettorch.mnets import MLP
 
     sizes, hidden = [64, 32, 32, 10], [16, 64, 128]
-    out = {}
-
     def hyperlight_vmap():
         torch.manual_seed(0)
         target = mlp(sizes)
@@ -270,16 +257,9 @@ def row_per_example(steps, x, y):
 
         return trainer(forward, [p for p in hnet.parameters() if p.requires_grad], fused=True), hnet
 
-    for name, make in (("hyperlight + vmap", hyperlight_vmap), ("hypnettorch loop", hypnettorch_loop),
-                       ("ours", ours)):
-        built = {}
-
-        def make_step(make=make, built=built):
-            (step, loss_of), built["m"] = make()
-            return step, loss_of
-
-        out[name] = measure(make_step, steps, lambda built=built: built["m"].parameters())
-    return out
+    makers = (("hyperlight + vmap", hyperlight_vmap), ("hypnettorch loop", hypnettorch_loop),
+                       ("ours", ours))
+    return measure_all({name: make() for name, make in makers}, steps)
 
 
 # --- row 5: a CNN target, eager and compiled --------------------------------------------------
@@ -293,8 +273,6 @@ def row_cnn(steps):
                              nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
 
     x, y = torch.randn(512, 1, 28, 28), torch.randint(0, 10, (512,))
-    out = {}
-
     def peer():
         torch.manual_seed(0)
         target = cnn()
@@ -321,15 +299,8 @@ def row_cnn(steps):
             return trainer(forward, [p for p in hnet.parameters() if p.requires_grad], fused=True), hnet
         return make
 
-    for name, make in (("hyperlight", peer), ("ours", ours(False)), ("ours, torch.compile", ours(True))):
-        built = {}
-
-        def make_step(make=make, built=built):
-            (step, loss_of), built["m"] = make()
-            return step, loss_of
-
-        out[name] = measure(make_step, steps, lambda built=built: built["m"].parameters())
-    return out
+    makers = (("hyperlight", peer), ("ours", ours(False)), ("ours, torch.compile", ours(True)))
+    return measure_all({name: make() for name, make in makers}, steps)
 
 
 def render(rows: list[tuple[str, dict]], threads: int, steps: int) -> str:
