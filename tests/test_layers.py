@@ -1,0 +1,86 @@
+import pytest
+import torch
+
+from hypernetworks.layers import HyperMixing, MLPMixing, SequenceClassifier
+
+
+def reference_mixing(layer: HyperMixing, x: torch.Tensor) -> torch.Tensor:
+    """Y = W2 · σ(W1ᵀ · X) for one sequence (N, d), one head, written out with matmuls."""
+    from hypernetworks.layers.hypermixer import sinusoidal_positions
+
+    xp = x + sinusoidal_positions(*x.shape)
+    w1 = layer.h1(xp)  # (N, d')
+    w2 = w1 if layer.tied else layer.h2(xp)
+    return w2 @ layer.activation(w1.T @ x)
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_hypermixing_matches_the_formula(tied):
+    torch.manual_seed(0)
+    layer = HyperMixing(8, 5, tied=tied)
+    x = torch.randn(3, 7, 8)
+    out = layer(x)
+    for i in range(3):
+        torch.testing.assert_close(out[i], reference_mixing(layer, x[i]), atol=1e-5, rtol=1e-4)
+
+
+def test_heads_mix_feature_groups_with_their_own_weights():
+    from hypernetworks.layers.hypermixer import sinusoidal_positions
+
+    torch.manual_seed(0)
+    layer = HyperMixing(8, 4, heads=2)
+    x = torch.randn(6, 8)
+    xp = x + sinusoidal_positions(6, 8)
+    w1, w2 = layer.h1(xp).view(6, 2, 4), layer.h2(xp).view(6, 2, 4)
+    want = torch.cat([w2[:, h] @ layer.activation(w1[:, h].T @ x[:, 4 * h:4 * h + 4]) for h in range(2)], dim=1)
+    torch.testing.assert_close(layer(x.unsqueeze(0))[0], want, atol=1e-5, rtol=1e-4)
+
+
+def test_padding_is_ignored_and_any_length_works():
+    torch.manual_seed(0)
+    layer = HyperMixing(8, 5)
+    x = torch.randn(2, 5, 8)
+    padded = torch.cat([x, torch.randn(2, 3, 8)], dim=1)
+    mask = torch.zeros(2, 8, dtype=torch.bool)
+    mask[:, :5] = True
+    torch.testing.assert_close(layer(padded, mask)[:, :5], layer(x), atol=1e-5, rtol=1e-4)
+    assert layer(torch.randn(1, 300, 8)).shape == (1, 300, 8)
+    with pytest.raises(ValueError, match=r"mask must be a bool tensor of shape \(2, 8\)"):
+        layer(padded, mask.float())
+
+
+def test_mixing_is_permutation_equivariant_without_positions_only():
+    torch.manual_seed(0)
+    layer = HyperMixing(8, 5)
+    x = torch.randn(1, 6, 8)
+    perm = torch.randperm(6)
+    assert not torch.allclose(layer(x)[:, perm], layer(x[:, perm]), atol=1e-4)  # positions matter
+
+
+def test_classifiers_and_length_generalisation():
+    torch.manual_seed(0)
+    x = torch.randn(4, 10, 16)
+    for mixer in ("hyper", "mlp", "attention"):
+        model = SequenceClassifier(16, 3, mixer=mixer, dim=16, hidden=8, length=10)
+        assert model(x).shape == (4, 3)
+    longer = torch.randn(4, 20, 16)
+    assert SequenceClassifier(16, 3, "hyper", dim=16, hidden=8)(longer).shape == (4, 3)
+    with pytest.raises(ValueError, match="cannot change its sequence length"):
+        SequenceClassifier(16, 3, "mlp", dim=16, hidden=8, length=10)(longer)
+    ids = torch.randint(1, 50, (4, 12))
+    mask = torch.rand(4, 12) > 0.3
+    assert SequenceClassifier(0, 5, "hyper", dim=16, hidden=8, vocab=50)(ids, mask).shape == (4, 5)
+    with pytest.raises(ValueError, match="dim 10 must be divisible by heads 3"):
+        HyperMixing(10, 4, heads=3)
+    with pytest.raises(ValueError, match="needs length"):
+        SequenceClassifier(16, 3, "mlp")
+
+
+def test_mlp_mixing_mixes_tokens():
+    torch.manual_seed(0)
+    layer = MLPMixing(4, 8, length=5)
+    x = torch.randn(2, 5, 4)
+    y = layer(x)
+    x2 = x.clone()
+    x2[:, 0] += 1
+    assert not torch.allclose(layer(x2)[:, 3], y[:, 3])  # token 0 reaches token 3
