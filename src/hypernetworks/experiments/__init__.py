@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import importlib
 
-REPRODUCTIONS = {"continual": "hypernetworks.experiments.continual", "mip": "hypernetworks.experiments.mip"}
+REPRODUCTIONS = {"continual": "hypernetworks.experiments.continual", "hypermixer": "hypernetworks.experiments.hypermixer",
+                 "mip": "hypernetworks.experiments.mip"}
 
 
 def get(name: str):
