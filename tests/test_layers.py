@@ -84,3 +84,72 @@ def test_mlp_mixing_mixes_tokens():
     x2 = x.clone()
     x2[:, 0] += 1
     assert not torch.allclose(layer(x2)[:, 3], y[:, 3])  # token 0 reaches token 3
+
+
+def test_reproduce_hypermixer_quick(tmp_path):
+    import json
+
+    from hypernetworks import cli
+
+    cli.main(["reproduce", "hypermixer", "--quick", "--out", str(tmp_path)])
+    record = json.loads((tmp_path / "hypermixer-quick.json").read_text())
+    rows = {(s["task"], s["model"]): s for s in record["summary"]}
+    assert rows[("fortunes", "mlp-mixer")]["longer_accuracy"] is None  # cannot run longer inputs
+    assert rows[("fortunes", "hypermixer")]["longer_accuracy"] is not None
+    params = [rows[("fashion-mnist", m)]["params"] for m in ("hypermixer", "mlp-mixer", "transformer")]
+    assert max(params) / min(params) < 1.01  # equal parameter counts
+
+
+def test_fortunes_loader(tmp_path):
+    from hypernetworks.data.fortunes import build_vocab, encode, load_fortunes
+
+    texts, labels = load_fortunes(["linux", "perl"])
+    assert len(texts) == len(labels) > 500 and set(labels.tolist()) == {0, 1}
+    vocab = build_vocab(texts, 100)
+    ids, mask = encode(["the the zzzzqq", ""], vocab, 4)
+    assert ids[0, 2] == 1 and mask.tolist() == [[True, True, True, False], [True, False, False, False]]
+    with pytest.raises(FileNotFoundError, match="fortunes package"):
+        load_fortunes(["linux"], path=tmp_path)
+
+
+# --- DOFA ---------------------------------------------------------------------------------------
+
+
+def test_dynamic_patch_embed_follows_the_bands():
+    from hypernetworks.layers import DynamicPatchEmbed
+
+    torch.manual_seed(0)
+    embed = DynamicPatchEmbed(16, 4)
+    x = torch.randn(2, 3, 8, 8)
+    waves = torch.tensor([0.665, 0.56, 0.49])
+    out = embed(x, waves)
+    perm = torch.tensor([2, 0, 1])
+    torch.testing.assert_close(embed(x[:, perm], waves[perm]), out, atol=1e-5, rtol=1e-4)  # order does not matter
+    kernel, bias = embed.generate(waves)
+    assert kernel.shape == (16, 3, 4, 4) and bias.shape == (16,)
+    want = torch.nn.functional.conv2d(x, kernel, bias, stride=4).flatten(2).transpose(1, 2)
+    torch.testing.assert_close(out, want)
+    assert embed(x[:, :1], waves[:1]).shape == (2, 4, 16)  # any number of bands
+    assert not torch.allclose(embed(x[:, :1], waves[:1]), embed(x[:, :1], waves[1:2]))  # the wavelength matters
+
+
+def test_dynamic_patch_embed_checks_wavelengths():
+    from hypernetworks.layers import DynamicPatchEmbed
+
+    embed = DynamicPatchEmbed(8, 4)
+    x = torch.randn(1, 2, 8, 8)
+    with pytest.raises(ValueError, match=r"values in nm must be divided by 1000"):
+        embed(x, torch.tensor([665.0, 560.0]))
+    with pytest.raises(ValueError, match=r"one wavelength per input channel, shape \(2,\), got \(3,\)"):
+        embed(x, torch.tensor([0.6, 0.5, 0.4]))
+
+
+def test_reproduce_dofa_quick(tmp_path):
+    import json
+
+    from hypernetworks import cli
+
+    cli.main(["reproduce", "dofa", "--quick", "--out", str(tmp_path)])
+    record = json.loads((tmp_path / "dofa-quick.json").read_text())
+    kinds = {(s["model"], s["trained_on"]) for s in record["summary"]}
+    assert kinds == {("dofa", "RG+GB"), ("fixed", "RG+GB"), ("dofa", "RB"), ("dofa", "R"), ("dofa", "GBR")}

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import importlib
 
-REPRODUCTIONS = {"continual": "hypernetworks.experiments.continual", "hypermixer": "hypernetworks.experiments.hypermixer",
-                 "mip": "hypernetworks.experiments.mip"}
+REPRODUCTIONS = {
+    "continual": "hypernetworks.experiments.continual",
+    "dofa": "hypernetworks.experiments.dofa",
+    "hypermixer": "hypernetworks.experiments.hypermixer",
+    "mip": "hypernetworks.experiments.mip",
+}
 
 
 def get(name: str):
