@@ -34,8 +34,8 @@ def main(argv=None) -> None:
         x = torch.randn(batch, n, dim, requires_grad=True)
         row = []
         for name, layer in layers.items():
-            t = timed(lambda layer=layer: layer(x).square().mean().backward(), args.steps, warmup=2)
-            mib = saved_bytes(lambda layer=layer: layer(x).square().mean()) / 2**20
+            t = timed(lambda layer=layer, x=x: layer(x).square().mean().backward(), args.steps, warmup=2)
+            mib = saved_bytes(lambda layer=layer, x=x: layer(x).square().mean()) / 2**20
             times[name].append(t)
             row.append(f"{t:15.2f} {mib:16.2f}")
         print(f"{n:>6} " + " ".join(row))

@@ -163,7 +163,8 @@ def _plot(summary, path) -> None:
 
 def run(quick: bool, out_dir, log=print) -> dict:
     cfg = QUICK if quick else FULL
-    jobs = [(task, model, seed, cfg["steps"], quick) for task in TASKS for model in MIXERS for seed in range(cfg["seeds"])]
+    jobs = [(task, model, seed, cfg["steps"], quick)
+            for task in TASKS for model in MIXERS for seed in range(cfg["seeds"])]
     log(f"hypermixer: {len(jobs)} runs of {cfg['steps']} steps, {cfg['workers']} worker process(es), 1 thread each")
     if cfg["workers"] > 1:
         with ProcessPoolExecutor(cfg["workers"]) as pool:

@@ -8,4 +8,5 @@ from .hypermixer import HyperMixing as HyperMixing
 from .hypermixer import MLPMixing as MLPMixing
 from .hypermixer import SequenceClassifier as SequenceClassifier
 
-__all__ = ["AttentionMixing", "DOFAViT", "DynamicPatchEmbed", "HyperMixerBlock", "HyperMixing", "MLPMixing", "SequenceClassifier"]
+__all__ = ["AttentionMixing", "DOFAViT", "DynamicPatchEmbed", "HyperMixerBlock", "HyperMixing", "MLPMixing",
+           "SequenceClassifier"]

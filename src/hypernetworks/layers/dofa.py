@@ -52,7 +52,8 @@ class DynamicPatchEmbed(nn.Module):
     def __init__(self, embed_dim: int, patch_size: int, wave_dim: int = 64, num_weight_tokens: int = 16,
                  generator_layers: int = 1, generator_heads: int = 4, weight_scale: float = 0.01):
         super().__init__()
-        self.embed_dim, self.patch_size, self.wave_dim, self.weight_scale = embed_dim, patch_size, wave_dim, weight_scale
+        self.embed_dim, self.patch_size = embed_dim, patch_size
+        self.wave_dim, self.weight_scale = wave_dim, weight_scale
         self.wave_mlp = nn.Sequential(nn.Linear(wave_dim, wave_dim), nn.GELU(), nn.Linear(wave_dim, wave_dim))
         self.weight_tokens = nn.Parameter(0.02 * torch.randn(num_weight_tokens, wave_dim))
         self.bias_token = nn.Parameter(0.02 * torch.randn(1, wave_dim))
