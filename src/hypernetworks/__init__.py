@@ -29,9 +29,9 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    """``hn.methods`` loads on first use, so ``import hypernetworks`` stays lean."""
-    if name == "methods":
+    """``hn.methods`` and ``hn.layers`` load on first use, so ``import hypernetworks`` stays lean."""
+    if name in ("methods", "layers"):
         import importlib
 
-        return importlib.import_module(".methods", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'hypernetworks' has no attribute {name!r}")
