@@ -34,6 +34,7 @@ $(VENV)/.bench: $(STAMP)
 bench: install $(VENV)/.bench
 	$(PY) -m benchmarks.binding
 	$(PY) -m benchmarks.continual_regularizer
+	$(PY) -m benchmarks.hypermixer_scaling
 	$(PY) -m benchmarks.peers
 
 clean:
