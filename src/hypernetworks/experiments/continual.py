@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
 
 import torch
 from torch import nn
 
 from .. import methods
+from ._common import pyplot, run_jobs, save
 from .continual_tasks import batches, global_batches, permuted_fashion_mnist, split_fashion_mnist
 
 FULL = {"seeds": 3, "steps": {"split": 300, "permuted": 500}, "tasks": {"split": 5, "permuted": 10},
@@ -140,11 +140,7 @@ def _table(summary: list[dict]) -> str:
 
 
 def _plot(rows: list[dict], path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     summary = {(s["benchmark"], s["scenario"], s["method"]): s["strength"] for s in _summary(rows)}
     panels = list(dict.fromkeys((r["benchmark"], r["scenario"]) for r in rows))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False)
@@ -158,9 +154,7 @@ def _plot(rows: list[dict], path) -> None:
         ax.set(title=f"{bench}, {scenario}", xlabel="tasks learned", ylabel="mean accuracy on tasks so far")
         ax.title.set_fontsize(9)
     axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def run(quick: bool, out_dir, log=print) -> dict:
@@ -180,11 +174,7 @@ def run(quick: bool, out_dir, log=print) -> dict:
                         jobs.append((bench, method, scenario, method, strength, seed, n, steps))
     jobs.sort(key=lambda j: not j[1].startswith("hnet"))  # the long runs first
     log(f"continual: {len(jobs)} training sequences, {cfg['workers']} worker process(es), 1 torch thread each")
-    if cfg["workers"] > 1:
-        with ProcessPoolExecutor(cfg["workers"]) as pool:
-            rows = [r for rs in pool.map(_run, jobs) for r in rs]
-    else:
-        rows = [r for job in jobs for r in _run(job)]
+    rows = [r for rs in run_jobs(_run, jobs, cfg["workers"]) for r in rs]
     summary = _summary(rows)
     plot = out_dir / "continual.png"
     _plot(rows, plot)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ._common import pyplot, save
 from .mip_tasks import LabelSmoothing, train_run
 
 GAMMAS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -33,11 +34,7 @@ def table(results: dict) -> str:
 
 
 def _plot(results, path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
     for variant, r in results.items():
         a.plot(r["curve_steps"], r["curve_loss"], label=variant)
@@ -45,6 +42,4 @@ def _plot(results, path) -> None:
     a.set(xlabel="step", ylabel="training loss", yscale="log", title="training")
     b.set(xlabel="γ", ylabel="test accuracy", title="one model, every γ")
     a.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)

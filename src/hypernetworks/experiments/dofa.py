@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..layers import DOFAViT
+from ._common import pyplot, run_jobs, save
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "hubble_deep_field", "immunohistochemistry", "rocket", "retina",
           "colorwheel")
@@ -131,11 +131,7 @@ def _table(rows) -> tuple[str, list[dict]]:
 
 
 def _plot(summary, path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.2))
     multi = {s["model"]: s for s in summary if s["trained_on"] == "+".join(TRAIN_SUBSETS)}
     dedicated = {s["trained_on"]: s for s in summary if s["trained_on"] in EVAL_SUBSETS}
@@ -147,9 +143,7 @@ def _plot(summary, path) -> None:
     ax.set_xticks(list(xs), EVAL_SUBSETS)
     ax.set(xlabel="bands at test time", ylabel="test accuracy (%)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def run(quick: bool, out_dir, log=print) -> dict:
@@ -160,11 +154,7 @@ def run(quick: bool, out_dir, log=print) -> dict:
         jobs.append(("fixed", TRAIN_SUBSETS, seed, cfg["steps"], cfg["patches"]))
         jobs += [("dofa", (s,), seed, cfg["steps"], cfg["patches"]) for s in UNSEEN]
     log(f"dofa: {len(jobs)} runs of {cfg['steps']} steps, {cfg['workers']} worker process(es), 1 thread each")
-    if cfg["workers"] > 1:
-        with ProcessPoolExecutor(cfg["workers"]) as pool:
-            rows = list(pool.map(_run, jobs))
-    else:
-        rows = [_run(j) for j in jobs]
+    rows = run_jobs(_run, jobs, cfg["workers"])
     table, summary = _table(rows)
     plot = out_dir / "dofa.png"
     _plot(summary, plot)

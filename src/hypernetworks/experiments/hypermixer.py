@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 from ..data import load_fashion_mnist, load_fortunes
 from ..data.fortunes import build_vocab, encode
 from ..layers import SequenceClassifier
+from ._common import pyplot, run_jobs, save
 
 FULL = {"seeds": 3, "steps": 1500, "workers": 2}
 QUICK = {"seeds": 1, "steps": 5, "workers": 1}
@@ -144,11 +144,7 @@ def _table(summary) -> str:
 
 
 def _plot(summary, path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     tasks = list(dict.fromkeys(s["task"] for s in summary))
     fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
@@ -156,9 +152,7 @@ def _plot(summary, path) -> None:
         ax.bar([s["model"] for s in rows], [100 * s["accuracy"] for s in rows],
                yerr=[100 * s["accuracy_std"] for s in rows])
         ax.set(title=task, ylabel="test accuracy (%)", ylim=(min(100 * s["accuracy"] for s in rows) - 10, None))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def run(quick: bool, out_dir, log=print) -> dict:
@@ -166,11 +160,7 @@ def run(quick: bool, out_dir, log=print) -> dict:
     jobs = [(task, model, seed, cfg["steps"], quick)
             for task in TASKS for model in MIXERS for seed in range(cfg["seeds"])]
     log(f"hypermixer: {len(jobs)} runs of {cfg['steps']} steps, {cfg['workers']} worker process(es), 1 thread each")
-    if cfg["workers"] > 1:
-        with ProcessPoolExecutor(cfg["workers"]) as pool:
-            rows = list(pool.map(_run, jobs))
-    else:
-        rows = [_run(j) for j in jobs]
+    rows = run_jobs(_run, jobs, cfg["workers"])
     summary = _summary(rows)
     plot = out_dir / "hypermixer.png"
     _plot(summary, plot)

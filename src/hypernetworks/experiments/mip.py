@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import math
 import statistics
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 
 import torch
 
+from ._common import pyplot, run_jobs, save
 from .mip_tasks import INIT_GAMMAS, OPTIMIZERS, TASKS, VARIANTS, train_run
 
 FULL = {"seeds": 5, "steps": 500, "optimizers": list(OPTIMIZERS), "tasks": list(TASKS), "workers": 2}
@@ -86,11 +86,7 @@ def _init_norm_table(rows: list[dict]) -> str:
 
 
 def _plot(rows: list[dict], path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     opts = list(dict.fromkeys(r["optimizer"] for r in rows))
     fig, axes = plt.subplots(len(tasks), len(opts), figsize=(3.2 * len(opts), 2.8 * len(tasks)), squeeze=False)
@@ -110,9 +106,7 @@ def _plot(rows: list[dict], path) -> None:
     axes[0][0].legend(fontsize=7)
     fig.supxlabel("step")
     fig.supylabel("training loss (mean over seeds)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def run(quick: bool, out_dir, log=print) -> dict:
@@ -121,11 +115,7 @@ def run(quick: bool, out_dir, log=print) -> dict:
     jobs = [(task, variant, opt, seed, cfg["steps"], quick) for task in cfg["tasks"] for opt in cfg["optimizers"]
             for variant in VARIANTS for seed in range(cfg["seeds"])]
     log(f"mip: {len(jobs)} runs of {cfg['steps']} steps, {cfg['workers']} worker process(es), 1 torch thread each")
-    if cfg["workers"] > 1:
-        with ProcessPoolExecutor(cfg["workers"]) as pool:
-            rows = list(pool.map(_one, jobs))
-    else:
-        rows = [_one(j) for j in jobs]
+    rows = run_jobs(_one, jobs, cfg["workers"])
     summary = _summary(rows, cfg["steps"])
     table = _table(summary) + "\n" + _init_norm_table(rows)
     plot = out_dir / "mip.png"
