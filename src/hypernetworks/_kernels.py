@@ -54,11 +54,11 @@ def linear(x: torch.Tensor, weight, bias: torch.Tensor | None) -> torch.Tensor:
         out_features = weight.base.shape[0]
         y = F.linear(x.reshape(-1, in_features), weight.base, shared_bias)  # (B·N, O)
         xb = x.reshape(batch, -1, in_features)  # (B, N, I)
-        if xb.shape[1] == 1:  # one row per example: broadcasting beats many tiny matmuls
-            u = (weight.A * xb).sum(-1)  # (B, r, I) -> (B, r)
-            low = (weight.B * u.unsqueeze(1)).sum(-1).unsqueeze(1)  # (B, O, r) -> (B, 1, O)
+        if xb.shape[1] == 1:  # one row per example: a broadcast product beats a batch of mat-vecs
+            u = (weight.A * xb).sum(-1).unsqueeze(1)  # (B, r, I) -> (B, 1, r)
         else:
-            low = torch.bmm(torch.bmm(xb, weight.A.mT), weight.B.mT)  # (B, N, r) -> (B, N, O)
+            u = torch.bmm(xb, weight.A.mT)  # (B, N, r)
+        low = torch.bmm(u, weight.B.mT)  # (B, N, O)
         y = y.reshape(batch, -1, out_features) + low
     elif weight.dim() == 3:
         out_features = weight.shape[1]
