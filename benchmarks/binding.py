@@ -1,7 +1,8 @@
 """Per-example binding speed: our batched path vs hand-written bmm / grouped conv vs shared weights.
 
 Run: ``python -m benchmarks.binding [--threads 1] [--steps 30]``. Prints ms per forward+backward
-(median over steps, after warm-up), ratios, and the thread count. Nothing here is a test.
+(median over steps, after warm-up, the variants of a row interleaved step by step), ratios, and
+the thread count. Nothing here is a test.
 """
 
 from __future__ import annotations
@@ -27,6 +28,20 @@ def timed(fn, steps: int, warmup: int = 5) -> float:
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
+
+
+def timed_together(fns: dict, steps: int, warmup: int = 5) -> dict[str, float]:
+    """Median ms of each ``fn()``, interleaved step by step so drift on a shared machine hits all alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(steps):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def mlp_rows(batch: int, steps: int) -> dict[str, float]:
@@ -55,8 +70,9 @@ def mlp_rows(batch: int, steps: int) -> dict[str, float]:
         hn.functional_call(net, lora, (x,), per_example=True, mode="lora",
                            strict=False).square().sum().backward()
 
-    return {"ours": timed(ours, steps), "reference": timed(reference, steps),
-            "shared": timed(shared, steps), "lora_r4": timed(ours_lora, steps)}
+    # Each comparison is interleaved on its own, so a heavy variant does not slow its light partner.
+    return {**timed_together({"ours": ours, "reference": reference}, steps),
+            **timed_together({"shared": shared, "lora_r4": ours_lora}, steps)}
 
 
 def cnn_rows(batch: int, steps: int) -> dict[str, float]:
@@ -77,15 +93,14 @@ def cnn_rows(batch: int, steps: int) -> dict[str, float]:
 
     def reference():
         h = F.max_pool2d(conv(x, per["0.weight"], per["0.bias"]).relu(), 2)
-        h = conv(h, per["3.weight"], per["3.bias"]).relu().mean((2, 3))
+        h = F.adaptive_avg_pool2d(conv(h, per["3.weight"], per["3.bias"]).relu(), 1).flatten(1)  # as the target
         y = torch.baddbmm(per["7.bias"].unsqueeze(1), h.unsqueeze(1), per["7.weight"].mT)
         y.square().sum().backward()
 
     def shared():
         net(x).square().sum().backward()
 
-    return {"ours": timed(ours, steps), "reference": timed(reference, steps),
-            "shared": timed(shared, steps)}
+    return {**timed_together({"ours": ours, "reference": reference}, steps), "shared": timed(shared, steps)}
 
 
 def main(argv=None) -> None:

@@ -104,15 +104,17 @@ def conv_kernel(name, module: nn.modules.conv._ConvNd, w, batch, x):
     if module.padding_mode != "zeros":
         x = F.pad(x, module._reversed_padding_repeated_twice, mode=module.padding_mode)
         padding = 0
-    if weight.dim() == nd + 3:  # (B, O, C/g, *k): one grouped conv over the batch
+    if weight.dim() == nd + 3:  # (B, O, C/g, *k): one grouped conv over the batch, bias fused
         out_channels = weight.shape[1]
+        flat_bias = None if bias is None else bias.expand(batch, out_channels).reshape(-1)  # (B·O,)
         y = conv(x.reshape(1, -1, *x.shape[2:]),  # (1, B·C, *S)
                  weight.reshape(-1, *weight.shape[2:]),  # (B·O, C/g, *k)
-                 None, module.stride, padding, module.dilation, batch * module.groups)
-        y = y.reshape(batch, out_channels, *y.shape[2:])  # (B, O, *S')
-    else:
-        y = conv(x, weight, None, module.stride, padding, module.dilation, module.groups)
-    return y if bias is None else y + _channel_view(bias, y.dim())
+                 flat_bias, module.stride, padding, module.dilation, batch * module.groups)
+        return y.reshape(batch, out_channels, *y.shape[2:])  # (B, O, *S')
+    if bias is None or bias.dim() == 1:
+        return conv(x, weight, bias, module.stride, padding, module.dilation, module.groups)
+    y = conv(x, weight, None, module.stride, padding, module.dilation, module.groups)
+    return y + _channel_view(bias, y.dim())
 
 
 def conv_transpose_kernel(name, module: nn.modules.conv._ConvTransposeNd, w, batch, x,

@@ -65,16 +65,31 @@ def _check_value(name, value, param, mode, batch_dims) -> torch.Tensor:
     return tensors[0]
 
 
+def _own_parameters(target: nn.Module, names) -> dict[str, nn.Parameter]:
+    """The target's parameters under ``names``, found by walking each name's path."""
+    own, extra = {}, []
+    for name in names:
+        *path, leaf = name.split(".")
+        module = target
+        for part in path:
+            module = module._modules.get(part) if module is not None else None
+        param = None if module is None else module._parameters.get(leaf)
+        if param is None:
+            extra.append(name)
+        else:
+            own[name] = param
+    if extra:
+        _fail(f"unexpected tensor(s) {extra}: not parameters of {type(target).__name__}.")
+    return own
+
+
 def _validate(target, own, params, spec, per_example, mode, strict) -> int | None:
     """Check keys, shapes, dtypes and devices against ``own`` (the target's named parameters);
     return the per-example batch size B (or None)."""
     if mode not in MODES:
         _fail(f"mode must be one of {MODES}, got {mode!r}.")
-    extra = [n for n in params if n not in own]
-    if extra:
-        _fail(f"unexpected tensor(s) {extra}: not parameters of {type(target).__name__}.")
     if strict:
-        expected = spec.names if spec is not None else list(own)
+        expected = spec.names if spec is not None else [n for n, _ in target.named_parameters()]
         missing = [n for n in expected if n not in params]
         if missing:
             hint = "" if spec is not None else " (pass spec= to generate a subset)"
@@ -156,7 +171,7 @@ def functional_call(
     if isinstance(args, torch.Tensor):
         args = (args,)
     kwargs = {} if kwargs is None else kwargs
-    own = dict(target.named_parameters())
+    own = _own_parameters(target, params)
     batch = _validate(target, own, params, spec, per_example, mode, strict)
     if not per_example:
         return torch.func.functional_call(target, resolve(own, params, mode), args, kwargs, strict=False)
@@ -164,22 +179,20 @@ def functional_call(
 
 
 def _units(target: nn.Module, names) -> tuple[dict[str, dict[str, str]], bool]:
-    """Group generated names by the module that must handle them: ``{module name: {leaf: name}}``;
-    and whether the target holds a transformer layer with a fused inference path."""
-    composites, has_fastpath = set(), False
-    for n, m in target.named_modules():
-        if isinstance(m, _COMPOSITES):
-            composites.add(n)
-        has_fastpath = has_fastpath or isinstance(m, nn.TransformerEncoderLayer)
+    """Group generated names by the module that must handle them: ``{module name: {leaf: name}}``
+    (the owner, or its outermost composite ancestor); and whether a transformer layer with a fused
+    inference path holds any of them. Walks only the ancestors of the names."""
     units: dict[str, dict[str, str]] = {}
+    has_fastpath = False
     for name in names:
-        owner = name.rpartition(".")[0]
-        parts = owner.split(".") if owner else []
-        unit = owner
-        for i in range(len(parts) + 1):  # the outermost composite ancestor wins
-            prefix = ".".join(parts[:i])
-            if prefix in composites:
-                unit = prefix
+        parts = name.split(".")[:-1]
+        module, unit = target, ".".join(parts)
+        for depth in range(len(parts) + 1):  # top-down: the outermost composite wins
+            if depth:
+                module = module._modules[parts[depth - 1]]
+            has_fastpath = has_fastpath or isinstance(module, nn.TransformerEncoderLayer)
+            if isinstance(module, _COMPOSITES):
+                unit = ".".join(parts[:depth])
                 break
         leaf = name[len(unit) + 1:] if unit else name
         units.setdefault(unit, {})[leaf] = name
@@ -337,7 +350,7 @@ def materialize(
         params: one weight set (no batch dim), as for ``functional_call``.
         spec, mode, strict: as for ``functional_call``.
     """
-    own = dict(target.named_parameters())
+    own = _own_parameters(target, params)
     _validate(target, own, params, spec, False, mode, strict)
     resolved = resolve(own, params, mode)
     plain = copy.deepcopy(target)
