@@ -28,6 +28,7 @@ def list_methods(pattern: str = "*") -> list[str]:
 
 
 from . import continual as continual  # noqa: E402  (each registers itself)
+from . import inr as inr  # noqa: E402
 from . import mip as mip  # noqa: E402
 
-__all__ = ["continual", "get_method", "list_methods", "mip", "register_method"]
+__all__ = ["continual", "get_method", "inr", "list_methods", "mip", "register_method"]

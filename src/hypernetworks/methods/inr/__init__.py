@@ -1,0 +1,19 @@
+"""Hypernetworks for implicit neural representations: building blocks (SIREN, Fourier features,
+coordinate grids, PSNR/SSIM) and D'OH random-projection compression (Gordon et al., ACCV 2024)."""
+
+from .. import register_method
+from .doh import DOH as DOH
+from .doh import quantize as quantize
+from .doh import quantized_bits as quantized_bits
+from .siren import FourierFeatures as FourierFeatures
+from .siren import Sine as Sine
+from .siren import coordinate_grid as coordinate_grid
+from .siren import fourier_mlp as fourier_mlp
+from .siren import psnr as psnr
+from .siren import siren as siren
+from .siren import ssim as ssim
+
+__all__ = ["DOH", "FourierFeatures", "Sine", "coordinate_grid", "fourier_mlp", "psnr", "quantize", "quantized_bits",
+           "siren", "ssim"]
+
+register_method("doh", DOH)
