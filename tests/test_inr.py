@@ -82,3 +82,61 @@ def test_doh_stores_only_the_code_and_fits_an_image():
     assert psnr(model(coords), y).item() > before + 3
     z_q, bits = model.quantized(8)
     assert bits == 128 * 8 + 64 and psnr(model(coords, z_q), y).item() > before + 2
+
+
+# --- adaptation from a few observations ---------------------------------------------------------
+
+
+def observations(batch=4, k=20, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    coords = torch.rand(batch, k, 2, generator=gen) * 2 - 1
+    values = torch.sin(3 * coords[..., :1]) * torch.rand(batch, 1, 1, generator=gen)
+    return coords, values
+
+
+def test_set_encoder_is_permutation_invariant():
+    from hypernetworks.methods.inr import SetEncoder
+
+    torch.manual_seed(0)
+    enc = SetEncoder(3, 20, dim=8)
+    obs = torch.randn(2, 20, 3)
+    torch.testing.assert_close(enc(obs[:, torch.randperm(20)]), enc(obs), atol=1e-5, rtol=1e-4)
+    assert enc(obs).shape == (2, 8)
+
+
+def test_hyperplanes_starts_at_the_shared_inr_and_learns():
+    from hypernetworks.methods.inr import hyperplanes
+
+    torch.manual_seed(0)
+    inr = siren(2, 16, 2, 1)
+    hnet = hyperplanes(inr, 3, 20, dim=16, hidden=(32,))
+    coords, values = observations()
+    obs = torch.cat([coords, values], -1)
+    torch.testing.assert_close(hnet(coords, obs), inr(coords))  # Δθ = 0 at the start
+    opt = torch.optim.Adam([p for p in hnet.parameters() if p.requires_grad], lr=1e-3)
+    first = None
+    for _ in range(60):
+        loss = (hnet(coords, obs) - values).square().mean()
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < first / 2
+    full = hyperplanes(siren(2, 16, 2, 1), 3, 20, dim=16, full=True)
+    assert full.mode == "absolute" and full(coords, obs).shape == (4, 20, 1)
+
+
+def test_sgd_adaptation_is_batched_and_independent_per_signal():
+    from hypernetworks import functional_call
+    from hypernetworks.methods.inr import adapt_sgd
+
+    torch.manual_seed(0)
+    inr = siren(2, 16, 2, 1)
+    coords, values = observations()
+    params = adapt_sgd(inr, coords, values, steps=5, lr=1e-2)
+    alone = adapt_sgd(inr, coords[:1], values[:1], steps=5, lr=1e-2)
+    for name in params:
+        torch.testing.assert_close(params[name][:1], alone[name], atol=1e-5, rtol=1e-4)
+    before = (inr(coords) - values).square().mean()
+    after = (functional_call(inr, params, (coords,), per_example=True) - values).square().mean()
+    assert after < before

@@ -2,6 +2,9 @@
 coordinate grids, PSNR/SSIM) and D'OH random-projection compression (Gordon et al., ACCV 2024)."""
 
 from .. import register_method
+from .adapt import SetEncoder as SetEncoder
+from .adapt import adapt_sgd as adapt_sgd
+from .adapt import hyperplanes as hyperplanes
 from .doh import DOH as DOH
 from .doh import quantize as quantize
 from .doh import quantized_bits as quantized_bits
@@ -13,7 +16,7 @@ from .siren import psnr as psnr
 from .siren import siren as siren
 from .siren import ssim as ssim
 
-__all__ = ["DOH", "FourierFeatures", "Sine", "coordinate_grid", "fourier_mlp", "psnr", "quantize", "quantized_bits",
-           "siren", "ssim"]
+__all__ = ["DOH", "FourierFeatures", "SetEncoder", "Sine", "adapt_sgd", "coordinate_grid", "fourier_mlp",
+           "hyperplanes", "psnr", "quantize", "quantized_bits", "siren", "ssim"]
 
 register_method("doh", DOH)

@@ -1,0 +1,66 @@
+"""Adapting an INR to a new signal from a few observed samples.
+
+* HyperPlanes-style (gradient-free): a set encoder reads the observations (coordinate, value) and a
+  hypernetwork emits an update Δθ of a shared INR, θ' = θ + Δθ, in one forward pass
+  ("HyperPlanes: Hypernetwork Approach to Rapid NeRF Adaptation"); ``full=True`` emits all weights.
+* MAML-style baseline: the shared θ plus k SGD steps on the observations, batched over signals
+  through per-example weights.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ...encoders import Encoder, mlp
+from ...functional import functional_call
+from ...heads import Full
+from ...hypernet import HyperNetwork
+
+
+class SetEncoder(Encoder):
+    """Observations ``(..., K, in_features)`` -> ``z (..., dim)``: a shared MLP per observation,
+    mean-pooled, then an MLP (DeepSets; Zaheer et al., 2017). The set size K is fixed per encoder."""
+
+    def __init__(self, in_features: int, set_size: int, dim: int = 64, hidden: int = 128):
+        super().__init__()
+        self.phi = mlp([in_features, hidden, hidden], nn.ReLU)
+        self.rho = mlp([hidden, hidden, dim], nn.ReLU, last_activation=False)
+        self.dim, self.cond_shape = dim, (set_size, in_features)
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return self.rho(self.phi(observations).mean(-2))  # (..., K, F) -> (..., dim)
+
+
+def hyperplanes(inr: nn.Module, in_features: int, set_size: int, dim: int = 64, hidden: tuple[int, ...] = (128,),
+                full: bool = False) -> HyperNetwork:
+    """A hypernetwork from ``set_size`` observations (coordinate ++ value, ``in_features`` each) to the
+    weights of ``inr``: Δθ added to the trained shared θ (starting at exactly θ), or all weights."""
+    return HyperNetwork(inr, encoder=SetEncoder(in_features, set_size, dim), head=Full(hidden=hidden, bias=full),
+                        mode="absolute" if full else "residual", init="default_match" if full else "zero_delta")
+
+
+def adapt_sgd(inr: nn.Module, coords: torch.Tensor, values: torch.Tensor, steps: int, lr: float,
+              create_graph: bool = False) -> dict[str, torch.Tensor]:
+    """θ plus ``steps`` SGD steps on each signal's observations, all signals at once.
+
+    Args:
+        inr: the shared INR (its parameters are θ).
+        coords: (B, K, in) observed coordinates of B signals.
+        values: (B, K, out) observed values.
+        steps, lr: inner SGD steps and step size.
+        create_graph: keep the graph through the steps (to meta-train θ, MAML).
+
+    Returns:
+        ``{name: (B, *shape)}`` adapted weights, for ``functional_call(inr, ..., per_example=True)``.
+    """
+    batch = coords.shape[0]
+    params = {n: p.unsqueeze(0).expand(batch, *p.shape) for n, p in inr.named_parameters()}
+    if not create_graph:
+        params = {n: p.detach().clone().requires_grad_() for n, p in params.items()}
+    for _ in range(steps):
+        pred = functional_call(inr, params, (coords,), per_example=True)
+        loss = (pred - values).square().mean(dim=(1, 2)).sum()  # per-signal MSE, summed: independent steps
+        grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
+        params = {n: p - lr * g for (n, p), g in zip(params.items(), grads, strict=True)}
+    return params
