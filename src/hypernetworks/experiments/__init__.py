@@ -12,6 +12,7 @@ REPRODUCTIONS = {
     "continual": "hypernetworks.experiments.continual",
     "dofa": "hypernetworks.experiments.dofa",
     "hypermixer": "hypernetworks.experiments.hypermixer",
+    "inr": "hypernetworks.experiments.inr",
     "mip": "hypernetworks.experiments.mip",
 }
 
