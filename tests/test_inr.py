@@ -140,3 +140,16 @@ def test_sgd_adaptation_is_batched_and_independent_per_signal():
     before = (inr(coords) - values).square().mean()
     after = (functional_call(inr, params, (coords,), per_example=True) - values).square().mean()
     assert after < before
+
+
+def test_reproduce_inr_quick(tmp_path):
+    import json
+
+    from hypernetworks import cli
+
+    cli.main(["reproduce", "inr", "--quick", "--out", str(tmp_path)])
+    record = json.loads((tmp_path / "inr-quick.json").read_text())
+    methods = {r["method"] for r in record["runs"] if r["part"] == "few_shot"}
+    assert methods == {"maml, 1 steps", "maml, 5 steps", "maml, 20 steps", "hyperplanes", "full", "universal"}
+    rd = [r for r in record["runs"] if r["part"] == "rate_distortion"]
+    assert {r["kind"] for r in rd} == {"doh", "siren"} and all(r["bpp"] > 0 for r in rd)
