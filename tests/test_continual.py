@@ -39,11 +39,11 @@ def test_regulariser_is_batched_mean_over_earlier_tasks():
     learner.fit_task(loader(tasks[0]), 0, steps=3)
     learner.fit_task(loader(tasks[1]), 1, steps=3)
     with torch.no_grad():  # targets are snapshotted at the start of fit_task; move away from them
-        learner.targets.copy_(learner._flat(None, torch.arange(4)) + torch.randn(4, learner.hnet.num_generated))
-    loop = sum((learner._flat(None, torch.tensor([t])) - learner.targets[t]).square().sum() for t in (0, 1)) / 2
+        learner.targets.copy_(learner.generated(torch.arange(4)) + torch.randn(4, learner.hnet.num_generated))
+    loop = sum((learner.generated(torch.tensor([t])) - learner.targets[t]).square().sum() for t in (0, 1)) / 2
     torch.testing.assert_close(learner.regularizer(task_id=2), loop)
     assert learner.regularizer(task_id=0).item() == pytest.approx(
-        (learner._flat(None, torch.tensor([1])) - learner.targets[1]).square().sum().item(), rel=1e-5)
+        (learner.generated(torch.tensor([1])) - learner.targets[1]).square().sum().item(), rel=1e-5)
 
 
 def test_output_regulariser_protects_earlier_tasks_and_beta_zero_forgets():

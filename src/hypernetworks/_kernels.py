@@ -9,6 +9,7 @@ arguments. Dense weights go through ``bmm`` / grouped convolution; low-rank weig
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -33,11 +34,11 @@ class PerExampleError(ValueError):
     """A module cannot be run with per-example weights as called."""
 
 
-def _dense(value):
+def dense(value):
     return value.dense() if isinstance(value, LowRankWeight) else value
 
 
-def _check_batch(module_name: str, x: torch.Tensor, batch: int, dim: int = 0) -> None:
+def check_batch(module_name: str, x: torch.Tensor, batch: int, dim: int = 0) -> None:
     if x.dim() <= dim or x.shape[dim] != batch:
         raise PerExampleError(
             f"functional_call: module '{module_name}' got an input of shape {tuple(x.shape)}, "
@@ -89,15 +90,15 @@ def _params(module: nn.Module, w: dict, *names: str):
 
 
 def linear_kernel(name, module: nn.Linear, w, batch, x):
-    _check_batch(name, x, batch)
+    check_batch(name, x, batch)
     weight, bias = _params(module, w, "weight", "bias")
     return linear(x, weight, bias)
 
 
 def conv_kernel(name, module: nn.modules.conv._ConvNd, w, batch, x):
-    _check_batch(name, x, batch)
+    check_batch(name, x, batch)
     weight, bias = _params(module, w, "weight", "bias")
-    weight = _dense(weight)
+    weight = dense(weight)
     nd = x.dim() - 2
     conv = (F.conv1d, F.conv2d, F.conv3d)[nd - 1]
     padding = module.padding
@@ -119,9 +120,9 @@ def conv_kernel(name, module: nn.modules.conv._ConvNd, w, batch, x):
 
 def conv_transpose_kernel(name, module: nn.modules.conv._ConvTransposeNd, w, batch, x,
                           output_size=None):
-    _check_batch(name, x, batch)
+    check_batch(name, x, batch)
     weight, bias = _params(module, w, "weight", "bias")
-    weight = _dense(weight)
+    weight = dense(weight)
     nd = x.dim() - 2
     conv_t = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[nd - 1]
     output_padding = module._output_padding(x, output_size, module.stride, module.padding,
@@ -140,7 +141,7 @@ def conv_transpose_kernel(name, module: nn.modules.conv._ConvTransposeNd, w, bat
 
 def batch_norm_kernel(name, module: nn.modules.batchnorm._BatchNorm, w, batch, x):
     """Statistics over the whole batch (and running stats updated) as usual; affine per example."""
-    _check_batch(name, x, batch)
+    check_batch(name, x, batch)
     module._check_input_dim(x)
     factor = 0.0 if module.momentum is None else module.momentum
     if module.training and module.track_running_stats and module.num_batches_tracked is not None:
@@ -155,21 +156,21 @@ def batch_norm_kernel(name, module: nn.modules.batchnorm._BatchNorm, w, batch, x
 
 
 def layer_norm_kernel(name, module: nn.LayerNorm, w, batch, x):
-    _check_batch(name, x, batch)
+    check_batch(name, x, batch)
     y = F.layer_norm(x, module.normalized_shape, None, None, module.eps)
     k = len(module.normalized_shape)
     return _affine(module, w, y, lambda t: _trailing_view(t, y.dim(), k))
 
 
 def rms_norm_kernel(name, module: nn.RMSNorm, w, batch, x):
-    _check_batch(name, x, batch)
+    check_batch(name, x, batch)
     y = F.rms_norm(x, module.normalized_shape, None, module.eps)
     k = len(module.normalized_shape)
     return _affine(module, w, y, lambda t: _trailing_view(t, y.dim(), k))
 
 
 def group_norm_kernel(name, module: nn.GroupNorm, w, batch, x):
-    _check_batch(name, x, batch)
+    check_batch(name, x, batch)
     y = F.group_norm(x, module.num_groups, None, None, module.eps)
     return _affine(module, w, y, lambda t: _channel_view(t, y.dim()))
 
@@ -191,13 +192,13 @@ def _affine(module, w, y, view):
 
 
 def embedding_kernel(name, module: nn.Embedding, w, batch, indices):
-    _check_batch(name, indices, batch)
+    check_batch(name, indices, batch)
     if module.max_norm is not None:
         raise PerExampleError(
             f"functional_call: Embedding '{name}' has max_norm, which renormalises the table in "
             "place; per-example tables need max_norm=None."
         )
-    table = _dense(w.get("weight", module.weight))
+    table = dense(w.get("weight", module.weight))
     if table.dim() == 2:
         return F.embedding(indices, table, module.padding_idx)
     flat = indices.reshape(batch, -1)  # (B, N)
@@ -220,7 +221,7 @@ def mha_kernel(name, module: nn.MultiheadAttention, w, batch, query, key, value,
         )
     bdim = 0 if module.batch_first else 1
     for t in (query, key, value):
-        _check_batch(name, t, batch, bdim)
+        check_batch(name, t, batch, bdim)
     if not module.batch_first:
         query, key, value = (t.transpose(0, 1) for t in (query, key, value))  # (B, L, E)
     get = lambda n: w.get(n, getattr(module, n))  # noqa: E731
@@ -258,9 +259,7 @@ def mha_kernel(name, module: nn.MultiheadAttention, w, batch, query, key, value,
 
 
 def _split3(weight):
-    if isinstance(weight, LowRankWeight):
-        weight = weight.dense()
-    return weight.chunk(3, dim=-2)
+    return dense(weight).chunk(3, dim=-2)
 
 
 def _attention_mask(attn_mask, key_padding_mask, batch, heads, q):
@@ -284,12 +283,14 @@ def _as_additive(mask: torch.Tensor, dtype) -> torch.Tensor:
     return mask.to(dtype)
 
 
+# Modules refused with per-example weights: SyncBatchNorm needs cross-process statistics.
+UNSUPPORTED = (nn.SyncBatchNorm,)
+
 # (module type, kernel): the first type that matches wins.
-KERNELS: tuple[tuple[type[nn.Module], object], ...] = (
+KERNELS: tuple[tuple[type[nn.Module], Callable], ...] = (
     (nn.Linear, linear_kernel),
     (nn.modules.conv._ConvTransposeNd, conv_transpose_kernel),
     (nn.modules.conv._ConvNd, conv_kernel),
-    (nn.SyncBatchNorm, None),  # needs cross-process statistics: no per-example kernel
     (nn.modules.batchnorm._BatchNorm, batch_norm_kernel),
     (nn.LayerNorm, layer_norm_kernel),
     (nn.RMSNorm, rms_norm_kernel),

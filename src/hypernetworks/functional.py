@@ -178,11 +178,11 @@ def functional_call(
     return _per_example_call(target, resolve(own, params, mode, factored=True), batch, args, kwargs)
 
 
-def _units(target: nn.Module, names) -> tuple[dict[str, dict[str, str]], bool]:
-    """Group generated names by the module that must handle them: ``{module name: {leaf: name}}``
-    (the owner, or its outermost composite ancestor); and whether a transformer layer with a fused
-    inference path holds any of them. Walks only the ancestors of the names."""
-    units: dict[str, dict[str, str]] = {}
+def _units(target: nn.Module, names) -> tuple[dict[str, tuple[nn.Module, dict[str, str]]], bool]:
+    """Group generated names by the module that must handle them: ``{module name: (module,
+    {leaf: name})}`` (the owner, or its outermost composite ancestor); and whether a transformer
+    layer with a fused inference path holds any of them. Walks only the ancestors of the names."""
+    units: dict[str, tuple[nn.Module, dict[str, str]]] = {}
     has_fastpath = False
     for name in names:
         parts = name.split(".")[:-1]
@@ -195,7 +195,7 @@ def _units(target: nn.Module, names) -> tuple[dict[str, dict[str, str]], bool]:
                 unit = ".".join(parts[:depth])
                 break
         leaf = name[len(unit) + 1:] if unit else name
-        units.setdefault(unit, {})[leaf] = name
+        units.setdefault(unit, (module, {}))[1][leaf] = name
     return units, has_fastpath
 
 
@@ -204,8 +204,7 @@ def _per_example_call(target, resolved, batch, args, kwargs):
     saved = {}
     overrides = {}
     units, has_fastpath = _units(target, resolved)
-    for unit, leaves in units.items():
-        module = target.get_submodule(unit)
+    for unit, (module, leaves) in units.items():
         weights = {leaf: resolved[name] for leaf, name in leaves.items()}
         overrides[unit] = (module, _make_forward(unit, module, weights, batch, called))
     # Transformer layers have an inference fast path that reads their tensors directly.
@@ -237,7 +236,7 @@ def _per_example_call(target, resolved, batch, args, kwargs):
 
 def _make_forward(unit, module, weights, batch, called):
     kernel = _kernels.find_kernel(module)
-    if kernel is None and any(isinstance(module, c) for c, k in _kernels.KERNELS if k is None):
+    if isinstance(module, _kernels.UNSUPPORTED):
         raise PerExampleError(
             f"functional_call: {type(module).__name__} '{unit}' cannot use per-example weights; "
             "convert it to BatchNorm, or use per_example=False."
@@ -273,11 +272,11 @@ def _without_override(module, fn):
 def _vmap(unit, module, weights, batch, args, kwargs):
     """Generic path: ``vmap`` over examples of ``functional_call`` on this module alone."""
     bdim = _batch_dim(module)
-    dense = {k: v.dense() if isinstance(v, LowRankWeight) else v for k, v in weights.items()}
+    dense = {k: _kernels.dense(v) for k, v in weights.items()}
     in_dims = tuple(bdim if isinstance(a, torch.Tensor) else None for a in args)
     for a in args:
         if isinstance(a, torch.Tensor):
-            _kernels._check_batch(unit, a, batch, bdim)
+            _kernels.check_batch(unit, a, batch, bdim)
 
     def one(p, *xs):  # xs: one example, batch dim removed
         xs = tuple(x.unsqueeze(bdim) if isinstance(x, torch.Tensor) else x for x in xs)
@@ -302,12 +301,12 @@ def _loop(unit, module, weights, batch, args, kwargs):
         raise PerExampleError(f"functional_call: per-example '{unit}' needs a padded tensor input, "
                               f"got {type(x).__name__}.")
     xdim = 0 if module.batch_first else 1
-    _kernels._check_batch(unit, x, batch, xdim)
-    dense = {k: v.dense() if isinstance(v, LowRankWeight) else v for k, v in weights.items()}
+    _kernels.check_batch(unit, x, batch, xdim)
+    dense = {k: _kernels.dense(v) for k, v in weights.items()}
     per_w = [dict(zip(dense, vals, strict=True)) for vals in zip(*(v.unbind(0) for v in dense.values()),
                                                                 strict=True)]
     xs = x.unbind(xdim)
-    hs = _unbind_state(hx, batch)
+    hs = _unbind_state(hx)
     outs = []
     for i in range(batch):
         h = None if hs is None else _map_state(hs[i], lambda t: t.unsqueeze(1))
@@ -320,7 +319,7 @@ def _loop(unit, module, weights, batch, args, kwargs):
     return ys, torch.cat(states, dim=1)
 
 
-def _unbind_state(hx, batch):
+def _unbind_state(hx):
     if hx is None:
         return None
     if isinstance(hx, tuple):

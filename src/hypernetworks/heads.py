@@ -64,6 +64,10 @@ class Head(nn.Module):
                 nn.init.zeros_(layer.bias)
         return trunk
 
+    def _width(self, in_features: int) -> int:
+        """d_k: the features that reach the output layer."""
+        return self.hidden[-1] if self.hidden else in_features
+
     def _check_built(self):
         if self.spec is None:
             raise RuntimeError(f"{type(self).__name__}: not built; pass it to a HyperNetwork first.")
@@ -105,8 +109,7 @@ class Full(Head):
 
     def build(self, spec, in_features):
         super().build(spec, in_features)
-        width = self.hidden[-1] if self.hidden else in_features
-        self.out = nn.Linear(width, spec.numel, bias=self.bias)
+        self.out = nn.Linear(self._width(in_features), spec.numel, bias=self.bias)
 
     def forward(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         self._check_built()
@@ -138,6 +141,12 @@ class _GainHead(Head):
         self.register_buffer("tensor_index", index)
         # Only when some tensor needs it: a gate makes backward keep the raw outputs.
         self.register_parameter("gate", nn.Parameter(gate) if bool((gate == 0).any()) else None)
+
+    def _features(self, z: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """The trunk on ``[z, e_g]`` for every group g (chunk or tensor): (..., E), (G, D) -> (..., G, d_k)."""
+        lead = z.shape[:-1]
+        zg = z.unsqueeze(-2).expand(*lead, emb.shape[0], z.shape[-1])  # (..., G, E)
+        return self.trunk(torch.cat([zg, emb.expand(*lead, -1, -1)], dim=-1))
 
     def _scale(self, flat: torch.Tensor) -> torch.Tensor:
         """(..., N) raw outputs -> (..., N) with each tensor's gain, gate and offset."""
@@ -182,16 +191,12 @@ class Chunked(_GainHead):
         super().build(spec, in_features + self.chunk_dim)
         self.num_chunks = math.ceil(spec.numel / self.chunk_size)
         self.chunk_emb = nn.Parameter(torch.randn(self.num_chunks, self.chunk_dim))
-        width = self.hidden[-1] if self.hidden else in_features + self.chunk_dim
-        self.out = nn.Linear(width, self.chunk_size)
+        self.out = nn.Linear(self._width(in_features + self.chunk_dim), self.chunk_size)
         self._set_gain(spec, {e.name: (0.0, 1.0) for e in spec}, spec.numel)
 
     def features(self, z: torch.Tensor) -> torch.Tensor:
         """(..., E) -> (..., C, d_k) for the C chunks."""
-        lead = z.shape[:-1]
-        chunks = self.chunk_emb.expand(*lead, -1, -1)  # (..., C, chunk_dim)
-        zc = z.unsqueeze(-2).expand(*lead, self.num_chunks, z.shape[-1])  # (..., C, E)
-        return self.trunk(torch.cat([zc, chunks], dim=-1))
+        return self._features(z, self.chunk_emb)
 
     def forward(self, z):
         self._check_built()
@@ -221,29 +226,21 @@ class PerTensor(_GainHead):
         if not self.shared:
             Head.build(self, spec, in_features)
             del self.trunk
-            width = self.hidden[-1] if self.hidden else in_features
             self.heads = nn.ModuleList(
-                nn.Sequential(self._trunk(in_features), nn.Linear(width, e.numel)) for e in spec)
+                nn.Sequential(self._trunk(in_features), nn.Linear(self._width(in_features), e.numel)) for e in spec)
             return
         Head.build(self, spec, in_features + self.tensor_dim)
         self.tensor_emb = nn.Parameter(torch.randn(len(spec), self.tensor_dim))
-        width = self.hidden[-1] if self.hidden else in_features + self.tensor_dim
         self.max_numel = max(e.numel for e in spec)
-        self.out = nn.Linear(width, self.max_numel)
+        self.out = nn.Linear(self._width(in_features + self.tensor_dim), self.max_numel)
         self._set_gain(spec, {e.name: (0.0, 1.0) for e in spec}, len(spec) * self.max_numel)
-
-    def _shared_features(self, z):
-        lead = z.shape[:-1]
-        emb = self.tensor_emb.expand(*lead, -1, -1)  # (..., T, tensor_dim)
-        zt = z.unsqueeze(-2).expand(*lead, len(self.spec), z.shape[-1])  # (..., T, E)
-        return self.trunk(torch.cat([zt, emb], dim=-1))  # (..., T, d_k)
 
     def forward(self, z):
         self._check_built()
         lead = z.shape[:-1]
         if not self.shared:
             return {e.name: head(z).reshape(*lead, *e.shape) for e, head in zip(self.spec, self.heads, strict=True)}
-        out = self.out(self._shared_features(z)).flatten(-2)  # (..., T·max_numel)
+        out = self.out(self._features(z, self.tensor_emb)).flatten(-2)  # (..., T·max_numel)
         out = self._scale(out)
         out = out.unflatten(-1, (len(self.spec), self.max_numel))  # (..., T, max_numel)
         return {e.name: out[..., i, : e.numel].reshape(*lead, *e.shape) for i, e in enumerate(self.spec)}
@@ -254,11 +251,10 @@ class PerTensor(_GainHead):
                 one = ParamSpec([replace(e, offset=0)])
                 _init_rows(head[-1], one, moments, _second_moment(head[:-1](z)))
             return
-        spaced = {e.name: moments[e.name] for e in self.spec}
         gain_spec = ParamSpec([replace(e, shape=(self.max_numel,), offset=i * self.max_numel)
                                for i, e in enumerate(self.spec)])
-        self._set_gain(gain_spec, spaced, len(self.spec) * self.max_numel)
-        self._init_shared(self.out, moments, self._shared_features(z))
+        self._set_gain(gain_spec, moments, len(self.spec) * self.max_numel)
+        self._init_shared(self.out, moments, self._features(z, self.tensor_emb))
 
 
 class LowRank(Full):

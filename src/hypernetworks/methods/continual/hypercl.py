@@ -72,8 +72,8 @@ class HyperCL(nn.Module):
         if not 0 <= task_id < self.config.num_tasks:
             raise ValueError(f"HyperCL: task_id must lie in [0, {self.config.num_tasks}), got {task_id}.")
 
-    def _flat(self, head_params: dict | None, ids: torch.Tensor) -> torch.Tensor:
-        """(T, P) generated vectors for task ``ids``, with the head's parameters replaced if given."""
+    def generated(self, ids: torch.Tensor, head_params: dict | None = None) -> torch.Tensor:
+        """(T, P) flat weights generated for task ``ids`` (T,), with the head's parameters replaced if given."""
         z = self.hnet.encoder(ids)
         head = self.hnet.head
         out = head(z) if head_params is None else torch.func.functional_call(head, head_params, (z,))
@@ -91,7 +91,7 @@ class HyperCL(nn.Module):
         params = None
         if delta is not None:
             params = {n: p + delta[n] if n in delta else p for n, p in self.hnet.head.named_parameters()}
-        return (self._flat(params, ids) - self.targets[ids]).square().sum(-1).mean()
+        return (self.generated(ids, params) - self.targets[ids]).square().sum(-1).mean()
 
     def fit_task(self, loader: Iterable, task_id: int, *, epochs: int | None = None, steps: int | None = None,
                  loss_fn: Callable = F.cross_entropy, progress=None) -> list[float]:
@@ -102,7 +102,7 @@ class HyperCL(nn.Module):
         self._check_task(task_id)
         cfg = self.config
         with torch.no_grad():  # Θ*: what the hypernetwork generates for every task before this one
-            self.targets.copy_(self._flat(None, torch.arange(cfg.num_tasks, device=self.targets.device)))
+            self.targets.copy_(self.generated(torch.arange(cfg.num_tasks, device=self.targets.device)))
         table = self.hnet.encoder.table.weight
         frozen_rows = table.detach().clone()
         head_params = dict(self.hnet.head.named_parameters())
