@@ -299,7 +299,22 @@ def row_cnn(steps):
             return trainer(forward, [p for p in hnet.parameters() if p.requires_grad], fused=True), hnet
         return make
 
-    makers = (("hyperlight", peer), ("ours", ours(False)), ("ours, torch.compile", ours(True)))
+    def plain(compiled):  # the target network alone, trained directly: what compile does to the convs
+        def make():
+            torch.manual_seed(0)
+            target = cnn()
+            model = torch.compile(target, dynamic=False) if compiled else target
+            data = batches(x, y)
+
+            def forward():
+                xb, yb = next(data)
+                return F.cross_entropy(model(xb), yb)
+
+            return trainer(forward, list(target.parameters()), fused=True), target
+        return make
+
+    makers = (("hyperlight", peer), ("ours", ours(False)), ("ours, torch.compile", ours(True)),
+              ("plain CNN, no hypernetwork", plain(False)), ("plain CNN, torch.compile", plain(True)))
     return measure_all({name: make() for name, make in makers}, steps)
 
 
