@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PINS)
-	$(PY) -m pip install -q -e ".[vision,data,dev]"
+	$(PY) -m pip install -q -e ".[vision,data,text,rl,dev]"
 	touch $(STAMP)
 
 demo: install

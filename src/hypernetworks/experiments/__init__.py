@@ -9,11 +9,20 @@ from __future__ import annotations
 import importlib
 
 REPRODUCTIONS = {
+    "adapters": "hypernetworks.experiments.adapters",
     "continual": "hypernetworks.experiments.continual",
     "dofa": "hypernetworks.experiments.dofa",
+    "ghn": "hypernetworks.experiments.ghn",
+    "hyperclip": "hypernetworks.experiments.hyperclip",
     "hypermixer": "hypernetworks.experiments.hypermixer",
+    "hyperppo": "hypernetworks.experiments.hyperppo",
+    "hypersteer": "hypernetworks.experiments.hypersteer",
     "inr": "hypernetworks.experiments.inr",
+    "malmen": "hypernetworks.experiments.malmen",
     "mip": "hypernetworks.experiments.mip",
+    "modumorph": "hypernetworks.experiments.modumorph",
+    "rl-critic": "hypernetworks.experiments.rl_critic",
+    "sie": "hypernetworks.experiments.sie",
 }
 
 

@@ -27,8 +27,17 @@ def list_methods(pattern: str = "*") -> list[str]:
     return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
 
 
-from . import continual as continual  # noqa: E402  (each registers itself)
+from . import adapters as adapters  # noqa: E402  (each registers itself)
+from . import continual as continual  # noqa: E402
+from . import ghn as ghn  # noqa: E402
+from . import hyperclip as hyperclip  # noqa: E402
 from . import inr as inr  # noqa: E402
+from . import malmen as malmen  # noqa: E402
 from . import mip as mip  # noqa: E402
+from . import rl as rl  # noqa: E402
+from . import sie as sie  # noqa: E402
 
-__all__ = ["continual", "get_method", "inr", "list_methods", "mip", "register_method"]
+__all__ = [
+    "adapters", "continual", "get_method", "ghn", "hyperclip", "inr", "list_methods", "malmen", "mip",
+    "register_method", "rl", "sie",
+]

@@ -1,0 +1,1 @@
+"""SIE: split invariant-equivariant representations with a hypernetwork predictor (Garrido et al., ICML 2023)."""
