@@ -1,13 +1,15 @@
 """Per-example binding speed: our batched path vs hand-written bmm / grouped conv vs shared weights.
 
-Run: ``python -m benchmarks.binding [--threads 1] [--steps 30]``. Prints ms per forward+backward
-(median over steps, after warm-up, the variants of a row interleaved step by step), ratios, and
-the thread count. Nothing here is a test.
+Run: ``python -m benchmarks.binding [--threads 1] [--steps 30] [--device cuda]``. Prints ms per
+forward+backward (median over steps, after warm-up, the variants of a row interleaved step by step;
+on a GPU the clock is read after ``torch.cuda.synchronize()``), ratios, and the thread count.
+Nothing here is a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import platform
 import statistics
 import time
 
@@ -17,17 +19,17 @@ from torch import nn
 
 import hypernetworks as hn
 
+DEVICE = torch.device("cpu")
+
+
+def _sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
 
 def timed(fn, steps: int, warmup: int = 5) -> float:
     """Median ms of ``fn()`` (forward + backward) over ``steps`` runs after ``warmup``."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return timed_together({"fn": fn}, steps, warmup)["fn"]
 
 
 def timed_together(fns: dict, steps: int, warmup: int = 5) -> dict[str, float]:
@@ -38,16 +40,18 @@ def timed_together(fns: dict, steps: int, warmup: int = 5) -> dict[str, float]:
     times = {name: [] for name in fns}
     for _ in range(steps):
         for name, fn in fns.items():
+            _sync()
             t0 = time.perf_counter()
             fn()
+            _sync()
             times[name].append((time.perf_counter() - t0) * 1e3)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def mlp_rows(batch: int, steps: int) -> dict[str, float]:
-    net = nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 10))
-    x = torch.randn(batch, 256)
-    per = {k: (v.detach() + 0.01 * torch.randn(batch, *v.shape)).requires_grad_()
+    net = nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 10)).to(DEVICE)
+    x = torch.randn(batch, 256, device=DEVICE)
+    per = {k: (v.detach() + 0.01 * torch.randn(batch, *v.shape, device=DEVICE)).requires_grad_()
            for k, v in net.named_parameters()}
 
     def ours():
@@ -62,8 +66,8 @@ def mlp_rows(batch: int, steps: int) -> dict[str, float]:
         net(x).square().sum().backward()
 
     rank = 4
-    lora = {k: hn.LoRA((0.01 * torch.randn(batch, rank, v.shape[1])).requires_grad_(),
-                       (0.01 * torch.randn(batch, v.shape[0], rank)).requires_grad_())
+    lora = {k: hn.LoRA((0.01 * torch.randn(batch, rank, v.shape[1], device=DEVICE)).requires_grad_(),
+                       (0.01 * torch.randn(batch, v.shape[0], rank, device=DEVICE)).requires_grad_())
             for k, v in net.named_parameters() if v.dim() == 2}
 
     def ours_lora():
@@ -78,9 +82,9 @@ def mlp_rows(batch: int, steps: int) -> dict[str, float]:
 def cnn_rows(batch: int, steps: int) -> dict[str, float]:
     net = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                         nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                        nn.Flatten(), nn.Linear(32, 10))
-    x = torch.randn(batch, 1, 28, 28)
-    per = {k: (v.detach() + 0.01 * torch.randn(batch, *v.shape)).requires_grad_()
+                        nn.Flatten(), nn.Linear(32, 10)).to(DEVICE)
+    x = torch.randn(batch, 1, 28, 28, device=DEVICE)
+    per = {k: (v.detach() + 0.01 * torch.randn(batch, *v.shape, device=DEVICE)).requires_grad_()
            for k, v in net.named_parameters()}
 
     def ours():
@@ -109,10 +113,14 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=30, help="timed steps per row")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 64, 256],
                         help="per-example batch sizes B")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args(argv)
+    global DEVICE
+    DEVICE = torch.device(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, threads={torch.get_num_threads()}, "
+    where = torch.cuda.get_device_name() if DEVICE.type == "cuda" else platform.processor() or platform.machine()
+    print(f"torch {torch.__version__}, {args.device} ({where}), threads={torch.get_num_threads()}, "
           f"ms per forward+backward (median of {args.steps})")
     for label, rows in (("MLP 256-512-10", mlp_rows), ("CNN 1-16-32-10 on 28x28", cnn_rows)):
         print(f"\n{label}")

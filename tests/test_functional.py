@@ -463,3 +463,25 @@ def test_unsupported_per_example_modules():
     p = {k: v.detach().expand(2, *v.shape) for k, v in sync.named_parameters()}
     with pytest.raises(hn.PerExampleError, match="SyncBatchNorm 'SyncBatchNorm'|SyncBatchNorm ''"):
         hn.functional_call(sync, p, (torch.zeros(2, 3, 4),), per_example=True)
+
+
+def test_cached_call_plan_follows_changes_to_the_target():
+    """Plans are cached per target; adding, replacing or deleting parameters and modules is seen."""
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    x = torch.randn(5, 3)
+    full = {k: v.detach().expand(5, *v.shape).clone() for k, v in net.named_parameters()}
+    for per_example in (True, False):
+        p = full if per_example else {k: v[0] for k, v in full.items()}
+        torch.testing.assert_close(hn.functional_call(net, p, x, per_example=per_example), net(x))
+    net.register_parameter("scale", nn.Parameter(torch.ones(())))  # a new parameter is now missing
+    with pytest.raises(ValueError, match=r"missing tensor\(s\) \['scale'\]"):
+        hn.functional_call(net, full, x, per_example=True)
+    del net.scale
+    net[2] = nn.Linear(4, 6)  # a replaced module: the old shapes no longer fit
+    with pytest.raises(ValueError, match=r"'2.weight' should have shape \(B, 6, 4\)"):
+        hn.functional_call(net, full, x, per_example=True)
+    net[2].bias = None  # a removed parameter no longer resolves
+    new = {"0.weight": full["0.weight"], "0.bias": full["0.bias"], "2.weight": torch.zeros(5, 6, 4)}
+    assert hn.functional_call(net, new, x, per_example=True).abs().max() == 0
+    with pytest.raises(ValueError, match=r"unexpected tensor\(s\) \['2.bias'\]"):
+        hn.functional_call(net, {**new, "2.bias": torch.zeros(5, 6)}, x, per_example=True)

@@ -86,7 +86,7 @@ def _channel_view(t: torch.Tensor, ndim: int) -> torch.Tensor:
 
 
 def _params(module: nn.Module, w: dict, *names: str):
-    return [w.get(n, getattr(module, n)) for n in names]
+    return [w[n] if n in w else getattr(module, n) for n in names]
 
 
 def linear_kernel(name, module: nn.Linear, w, batch, x):
@@ -107,7 +107,7 @@ def conv_kernel(name, module: nn.modules.conv._ConvNd, w, batch, x):
         padding = 0
     if weight.dim() == nd + 3:  # (B, O, C/g, *k): one grouped conv over the batch, bias fused
         out_channels = weight.shape[1]
-        flat_bias = None if bias is None else bias.expand(batch, out_channels).reshape(-1)  # (B·O,)
+        flat_bias = None if bias is None else bias.expand(batch, out_channels).flatten()  # (B·O,)
         y = conv(x.reshape(1, -1, *x.shape[2:]),  # (1, B·C, *S)
                  weight.reshape(-1, *weight.shape[2:]),  # (B·O, C/g, *k)
                  flat_bias, module.stride, padding, module.dilation, batch * module.groups)

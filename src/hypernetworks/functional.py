@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -83,14 +85,56 @@ def _own_parameters(target: nn.Module, names) -> dict[str, nn.Parameter]:
     return own
 
 
-def _validate(target, own, params, spec, per_example, mode, strict) -> int | None:
-    """Check keys, shapes, dtypes and devices against ``own`` (the target's named parameters);
-    return the per-example batch size B (or None)."""
+# Call plans: what a per-example call with a given set of names needs from the target (how many
+# parameters it has, which module handles which tensors). Building one walks the module tree, which
+# costs as much as a small layer's forward, so plans are cached per target and name set. A parameter
+# or submodule registered anywhere through nn.Module's API (``setattr``, ``register_parameter``,
+# ``add_module``) bumps ``_registrations`` and so invalidates every plan. Removals fire no hook, but
+# the names are resolved again on every call, so a removed tensor or module is still an error.
+_registrations = 0
+_plans: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _registered(*_) -> None:
+    global _registrations
+    _registrations += 1
+
+
+torch.nn.modules.module.register_module_parameter_registration_hook(_registered)
+torch.nn.modules.module.register_module_module_registration_hook(_registered)
+
+
+class _Plan(NamedTuple):
+    num_params: int  # of the whole target; an upper bound once a parameter is removed
+    units: dict | None  # see ``_units``; built on the first per-example call
+    has_fastpath: bool
+
+
+def _plan(target: nn.Module, names: tuple[str, ...], per_example: bool) -> _Plan:
+    if torch.compiler.is_compiling():  # traced once: no cache needed (and dynamo cannot trace it)
+        return _Plan(sum(1 for _ in target.parameters()), *(_units(target, names) if per_example else (None, False)))
+    cached = _plans.get(target)
+    if cached is None or cached[0] != _registrations:
+        cached = _plans[target] = (_registrations, {})
+    plan = cached[1].get(names)
+    if plan is None or (per_example and plan.units is None):
+        units = _units(target, names) if per_example else (None, False)
+        plan = cached[1][names] = _Plan(sum(1 for _ in target.parameters()), *units)
+    return plan
+
+
+def _validate(target, own, plan, params, spec, per_example, mode, strict) -> int | None:
+    """Check keys, shapes, dtypes and devices against the target's parameters; return the
+    per-example batch size B (or None)."""
     if mode not in MODES:
         _fail(f"mode must be one of {MODES}, got {mode!r}.")
     if strict:
-        expected = spec.names if spec is not None else [n for n, _ in target.named_parameters()]
-        missing = [n for n in expected if n not in params]
+        if spec is not None:
+            missing = [n for n in spec.names if n not in params]
+        elif len(params) != plan.num_params:  # every parameter is expected, and names are unique
+            missing = [n for n, _ in target.named_parameters() if n not in params]
+        else:
+            missing = []
         if missing:
             hint = "" if spec is not None else " (pass spec= to generate a subset)"
             _fail(f"missing tensor(s) {missing}{hint}; or use strict=False to keep the target's own.")
@@ -172,17 +216,19 @@ def functional_call(
         args = (args,)
     kwargs = {} if kwargs is None else kwargs
     own = _own_parameters(target, params)
-    batch = _validate(target, own, params, spec, per_example, mode, strict)
+    plan = _plan(target, tuple(params), per_example)
+    batch = _validate(target, own, plan, params, spec, per_example, mode, strict)
     if not per_example:
         return torch.func.functional_call(target, resolve(own, params, mode), args, kwargs, strict=False)
-    return _per_example_call(target, resolve(own, params, mode, factored=True), batch, args, kwargs)
+    return _per_example_call(target, plan, resolve(own, params, mode, factored=True), batch, args, kwargs)
 
 
-def _units(target: nn.Module, names) -> tuple[dict[str, tuple[nn.Module, dict[str, str]]], bool]:
+def _units(target: nn.Module, names) -> tuple[dict[str, tuple[nn.Module, dict[str, str], Callable]], bool]:
     """Group generated names by the module that must handle them: ``{module name: (module,
-    {leaf: name})}`` (the owner, or its outermost composite ancestor); and whether a transformer
-    layer with a fused inference path holds any of them. Walks only the ancestors of the names."""
-    units: dict[str, tuple[nn.Module, dict[str, str]]] = {}
+    {leaf: name}, per-example forward)}`` (the owner, or its outermost composite ancestor); and whether
+    a transformer layer with a fused inference path holds any of them. Walks only the ancestors of
+    the names."""
+    groups: dict[str, tuple[nn.Module, dict[str, str]]] = {}
     has_fastpath = False
     for name in names:
         parts = name.split(".")[:-1]
@@ -195,29 +241,29 @@ def _units(target: nn.Module, names) -> tuple[dict[str, tuple[nn.Module, dict[st
                 unit = ".".join(parts[:depth])
                 break
         leaf = name[len(unit) + 1:] if unit else name
-        units.setdefault(unit, (module, {}))[1][leaf] = name
+        groups.setdefault(unit, (module, {}))[1][leaf] = name
+    units = {unit: (module, leaves, _per_example_forward(unit, module)) for unit, (module, leaves) in groups.items()}
     return units, has_fastpath
 
 
-def _per_example_call(target, resolved, batch, args, kwargs):
+def _per_example_call(target, plan, resolved, batch, args, kwargs):
     called: set[str] = set()
     saved = {}
     overrides = {}
-    units, has_fastpath = _units(target, resolved)
-    for unit, (module, leaves) in units.items():
+    for unit, (module, leaves, run) in plan.units.items():
         weights = {leaf: resolved[name] for leaf, name in leaves.items()}
-        overrides[unit] = (module, _make_forward(unit, module, weights, batch, called))
+        overrides[unit] = (module, _bound_forward(unit, run, module, weights, batch, called))
     # Transformer layers have an inference fast path that reads their tensors directly.
     fastpath = torch.backends.mha.get_fastpath_enabled()
     try:
-        if has_fastpath:
+        if plan.has_fastpath:
             torch.backends.mha.set_fastpath_enabled(False)
         for unit, (module, forward) in overrides.items():
             saved[unit] = module.__dict__.get("forward")
             module.__dict__["forward"] = forward
         out = target(*args, **kwargs)
     finally:
-        if has_fastpath:
+        if plan.has_fastpath:
             torch.backends.mha.set_fastpath_enabled(fastpath)
         for unit, (module, _) in overrides.items():
             if saved.get(unit) is None:
@@ -234,23 +280,25 @@ def _per_example_call(target, resolved, batch, args, kwargs):
     return out
 
 
-def _make_forward(unit, module, weights, batch, called):
-    kernel = _kernels.find_kernel(module)
+def _bound_forward(unit, run, module, weights, batch, called):
+    def forward(*args, **kwargs):
+        called.add(unit)
+        return run(unit, module, weights, batch, *args, **kwargs)
+
+    return forward
+
+
+def _per_example_forward(unit, module) -> Callable:
+    """``run(unit, module, weights, batch, *args, **kwargs)``: the module's per-example forward."""
     if isinstance(module, _kernels.UNSUPPORTED):
         raise PerExampleError(
             f"functional_call: {type(module).__name__} '{unit}' cannot use per-example weights; "
             "convert it to BatchNorm, or use per_example=False."
         )
-
-    def forward(*args, **kwargs):
-        called.add(unit)
-        if kernel is not None:
-            return kernel(unit, module, weights, batch, *args, **kwargs)
-        if isinstance(module, nn.RNNBase):
-            return _loop(unit, module, weights, batch, args, kwargs)
-        return _vmap(unit, module, weights, batch, args, kwargs)
-
-    return forward
+    kernel = _kernels.find_kernel(module)
+    if kernel is not None:
+        return kernel
+    return _loop if isinstance(module, nn.RNNBase) else _vmap
 
 
 def _batch_dim(module: nn.Module) -> int:
@@ -269,7 +317,7 @@ def _without_override(module, fn):
         module.__dict__["forward"] = forward
 
 
-def _vmap(unit, module, weights, batch, args, kwargs):
+def _vmap(unit, module, weights, batch, *args, **kwargs):
     """Generic path: ``vmap`` over examples of ``functional_call`` on this module alone."""
     bdim = _batch_dim(module)
     dense = {k: _kernels.dense(v) for k, v in weights.items()}
@@ -287,7 +335,7 @@ def _vmap(unit, module, weights, batch, args, kwargs):
         one, in_dims=(0, *in_dims), out_dims=bdim, randomness="different")(dense, *args))
 
 
-def _loop(unit, module, weights, batch, args, kwargs):
+def _loop(unit, module, weights, batch, *args, **kwargs):
     """Recurrent layers (no vmap support): one call per example, split with ``unbind``."""
     if type(module).__name__ not in _warned:
         _warned.add(type(module).__name__)
@@ -350,7 +398,7 @@ def materialize(
         spec, mode, strict: as for ``functional_call``.
     """
     own = _own_parameters(target, params)
-    _validate(target, own, params, spec, False, mode, strict)
+    _validate(target, own, _plan(target, tuple(params), False), params, spec, False, mode, strict)
     resolved = resolve(own, params, mode)
     plain = copy.deepcopy(target)
     with torch.no_grad():

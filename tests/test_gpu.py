@@ -1,0 +1,52 @@
+"""The per-example kernels on a CUDA device match a loop of plain calls (skipped without a GPU)."""
+
+import pytest
+import torch
+from torch import nn
+
+import hypernetworks as hn
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+CUDA = torch.device("cuda")
+
+
+def loop(module, params, x):
+    return torch.cat([torch.func.functional_call(module, {k: v[i] for k, v in params.items()}, (x[i:i + 1],))
+                      for i in range(len(x))])
+
+
+TARGETS = {
+    "mlp": lambda: (nn.Sequential(nn.Linear(6, 8), nn.GELU(), nn.Linear(8, 3)), (6,)),
+    "cnn": lambda: (nn.Sequential(nn.Conv2d(2, 4, 3, padding=1, groups=2), nn.GroupNorm(2, 4), nn.ReLU(),
+                                  nn.ConvTranspose2d(4, 3, 2, stride=2)), (2, 5, 5)),
+    "attention": lambda: (nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True), (4, 8)),
+}
+
+
+@pytest.mark.parametrize("name", list(TARGETS))
+def test_per_example_kernels_match_a_loop_on_cuda(name):
+    torch.manual_seed(0)
+    target, shape = TARGETS[name]()
+    target = target.to(CUDA).eval()
+    x = torch.randn(5, *shape, device=CUDA)
+    params = {k: (v.detach() + 0.1 * torch.randn(5, *v.shape, device=CUDA)).requires_grad_()
+              for k, v in target.named_parameters()}
+    got = hn.functional_call(target, params, x, per_example=True)
+    want = loop(target, params, x)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-3)
+    for a, b in zip(torch.autograd.grad(got.square().sum(), list(params.values())),
+                    torch.autograd.grad(want.square().sum(), list(params.values())), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
+
+
+def test_lora_and_batchnorm_on_cuda():
+    torch.manual_seed(0)
+    target = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.Linear(8, 3)).to(CUDA)
+    spec = hn.ParamSpec.from_module(target, include=["0.weight", "2.weight"])
+    hnet = hn.HyperNetwork(target, spec, encoder=hn.encoders.Embedding(4, 8), head=hn.heads.LowRank(2),
+                           mode="lora", lora_rank=2, init="zero_delta").to(CUDA)
+    x, task = torch.randn(5, 6, device=CUDA), torch.randint(0, 4, (5,), device=CUDA)
+    y = hnet(x, task)  # zero-delta: the frozen target's own output
+    torch.testing.assert_close(y, target(x), atol=1e-5, rtol=1e-4)
+    y.square().sum().backward()
+    assert target[1].running_mean.device.type == "cuda" and target[1].num_batches_tracked == 2
