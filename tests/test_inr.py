@@ -59,29 +59,37 @@ def test_quantize_counts_bits_and_bounds_the_error():
     assert set(params) == set(dict(net.named_parameters()))
 
 
-def test_doh_stores_only_the_code_and_fits_an_image():
+def test_doh_stores_only_the_code_and_biases_and_fits_an_image():
     from skimage import data
 
     torch.manual_seed(0)
     model = DOH(siren(2, 16, 2, 1), latent_dim=128, seed=3)
-    assert list(model.state_dict()) == ["z"] + [f"target.{n}" for n, _ in model.target.named_parameters()]
-    assert [n for n, p in model.named_parameters() if p.requires_grad] == ["z"]
+    trained = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trained == ["z", "biases.0_bias", "biases.2_bias", "biases.4_bias"]  # weights come from P z
     import copy
 
     assert torch.equal(DOH(copy.deepcopy(model.target), 128, seed=3).projection, model.projection)  # regenerated
     assert not torch.equal(DOH(copy.deepcopy(model.target), 128, seed=4).projection, model.projection)
+    assert "projection" not in model.state_dict()
+    weights = model.generate()
+    for name, w in model.target.named_parameters():  # weights start on the INR's own init scale
+        if w.dim() == 2:
+            assert 0.7 < (weights[name].std() / w.std()).item() < 1.4, name
     img = torch.tensor(data.camera()[::16, ::16], dtype=torch.float32) / 255  # 32 x 32
     coords, y = coordinate_grid(32, 32), img.reshape(-1, 1)
     before = psnr(model(coords), y).item()
-    opt = torch.optim.Adam([model.z], lr=3e-2)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     for _ in range(300):
         loss = (model(coords) - y).square().mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
     assert psnr(model(coords), y).item() > before + 3
-    z_q, bits = model.quantized(8)
-    assert bits == 128 * 8 + 64 and psnr(model(coords, z_q), y).item() > before + 2
+    z_q, b_q, bits = model.quantized(8)
+    assert bits == (128 + 16 + 16 + 1) * 8 + 4 * 64
+    assert psnr(model(coords, z_q, b_q), y).item() > before + 2
+    with pytest.raises(ValueError, match="latent_dim must be >= 1"):
+        DOH(siren(2, 4, 1, 1), latent_dim=0)
 
 
 # --- adaptation from a few observations ---------------------------------------------------------

@@ -1,12 +1,12 @@
 """D'OH: decoder-only random hypernetworks for implicit neural representations.
 
 Gordon et al., "D'OH: Decoder-Only random Hypernetworks for Implicit Neural Representations",
-ACCV 2024. The weights of an INR are a fixed random projection of a small
-latent code, θ = s ⊙ (P z): P is regenerated from a seed and never stored, s is a fixed per-tensor
-scale (here: the standard deviation of each tensor of the freshly initialised INR, measured, so
-that z ~ N(0, I) gives weights on the scale of the INR's own initialisation, e.g. SIREN's; the
-paper's own per-layer scale/offset scheme is not reproduced yet). Only z is trained and stored;
-quantising z to b bits gives the bit count of the whole representation.
+ACCV 2024. Each weight matrix of an INR is a fixed random projection of one shared latent code,
+W_l = s_l · (P_l z); the projections P_l are regenerated from a seed and never stored; the biases
+are trained and stored directly, as in the paper. s_l is the standard deviation of the freshly
+initialised INR's weight (measured), so that z ~ N(0, I) starts the weights at the INR's own
+initialisation (e.g. SIREN's). Only z and the biases are trained and stored; quantising them to b
+bits gives the bit count of the whole representation.
 """
 
 from __future__ import annotations
@@ -43,35 +43,47 @@ def quantized_bits(module: nn.Module, bits: int) -> tuple[dict[str, torch.Tensor
 
 
 class DOH(nn.Module):
-    """An INR whose every weight is ``s ⊙ (P z)``; ``forward(coords (N, in)) -> (N, out)``.
+    """An INR whose weights are ``s_l · (P_l z)``; ``forward(coords (N, in)) -> (N, out)``.
 
     Args:
-        target: the INR (e.g. ``siren(2, 32, 3, 1)``); its own parameters are not used.
+        target: the INR (e.g. ``siren(2, 32, 3, 1)``); its weights are not used, its biases are the
+            initial values of the stored biases.
         latent_dim: size of the trained code z.
         seed: regenerates P (entries N(0, 1/latent_dim)); P is a non-persistent buffer.
     """
 
     def __init__(self, target: nn.Module, latent_dim: int, seed: int = 0):
         super().__init__()
+        if latent_dim < 1:
+            raise ValueError(f"DOH: latent_dim must be >= 1, got {latent_dim}.")
         self.target, self.latent_dim, self.seed = target, latent_dim, seed
-        self.spec = ParamSpec.from_module(target)
+        own = dict(target.named_parameters())
+        self.spec = ParamSpec.from_module(target, include=[n for n, p in own.items() if p.dim() >= 2])
+        self.biases = nn.ParameterDict({n.replace(".", "_"): nn.Parameter(p.detach().clone())
+                                        for n, p in own.items() if p.dim() < 2})
+        self._bias_names = [n for n, p in own.items() if p.dim() < 2]
         for p in target.parameters():
             p.requires_grad_(False)
-        own = dict(target.named_parameters())
-        scale = torch.cat([torch.full((e.numel,), own[e.name].detach().std().item() if e.numel > 1 else 1.0)
-                           for e in self.spec])
+        scale = torch.cat([torch.full((e.numel,), own[e.name].detach().std().item()) for e in self.spec])
         gen = torch.Generator().manual_seed(seed)
         proj = torch.randn(self.spec.numel, latent_dim, generator=gen) / math.sqrt(latent_dim)
         self.register_buffer("projection", proj * scale.unsqueeze(1), persistent=False)  # (P, latent)
         self.z = nn.Parameter(torch.randn(latent_dim, generator=gen))
 
-    def generate(self, z: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """{name: tensor} of the INR for code ``z`` (default: the trained one)."""
-        return self.spec.unflatten(self.projection @ (self.z if z is None else z))  # (P,) -> dict
+    def generate(self, z: torch.Tensor | None = None, biases: dict | None = None) -> dict[str, torch.Tensor]:
+        """{name: tensor} of the INR for code ``z`` and ``biases`` (default: the trained ones)."""
+        weights = self.spec.unflatten(self.projection @ (self.z if z is None else z))  # (P,) -> dict
+        biases = self.biases if biases is None else biases
+        return weights | {n: biases[n.replace(".", "_")] for n in self._bias_names}
 
-    def forward(self, coords: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        return functional_call(self.target, self.generate(z), (coords,), spec=self.spec)
+    def forward(self, coords: torch.Tensor, z: torch.Tensor | None = None, biases: dict | None = None):
+        return functional_call(self.target, self.generate(z, biases), (coords,))
 
-    def quantized(self, bits: int) -> tuple[torch.Tensor, int]:
-        """z quantised to ``bits`` bits and the bits stored (P is regenerated from the seed)."""
-        return quantize(self.z.detach(), bits)
+    def quantized(self, bits: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
+        """z and the biases quantised to ``bits`` bits, and the bits stored (P comes from the seed)."""
+        z, total = quantize(self.z.detach(), bits)
+        biases = {}
+        for key, b in self.biases.items():
+            biases[key], n = quantize(b.detach(), bits)
+            total += n
+        return z, biases, total
