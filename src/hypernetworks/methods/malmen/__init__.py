@@ -1,1 +1,10 @@
 """MALMEN: least-squares model editing with a meta-trained hypernetwork (Tan et al., ICLR 2024)."""
+
+from .. import register_method
+from .config import MALMENConfig as MALMENConfig
+from .editor import MALMEN as MALMEN
+from .net import ShiftNet as ShiftNet
+
+register_method("malmen", MALMEN.for_model)
+
+__all__ = ["MALMEN", "MALMENConfig", "ShiftNet"]
