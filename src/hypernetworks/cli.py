@@ -1,4 +1,5 @@
-"""Command line: ``hypernetworks demo``, ``hypernetworks reproduce NAME [--quick]``, ``hypernetworks list``."""
+"""Command line: ``hypernetworks demo``, ``hypernetworks reproduce NAME [--quick]``, ``hypernetworks list``,
+``hypernetworks ghn predict --model NAME``."""
 
 from __future__ import annotations
 
@@ -65,6 +66,24 @@ def reproduce(args) -> None:
     print(f"\nwrote {path} and {res['plot']} ({record['wall_s']} s)")
 
 
+def ghn_predict(args) -> None:
+    import torchvision
+
+    from .methods.ghn import load_pretrained, predict
+
+    torch.set_num_threads(args.threads)
+    model = torchvision.models.get_model(args.model, num_classes=args.classes)
+    ghn = load_pretrained(args.checkpoint) if args.checkpoint else load_pretrained()
+    report = predict(ghn, model, torch.zeros(1, args.channels, args.size, args.size))
+    n = sum(p.numel() for p in model.parameters())
+    print(f"ghn predict {args.model}: {n / 1e6:.2f}M parameters; {report.summary()}")
+    for name, why in report.not_predicted.items():
+        print(f"  not predicted: {name} ({why})")
+    if args.out:
+        torch.save(model.state_dict(), args.out)
+        print(f"wrote {args.out}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="hypernetworks", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +100,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="seconds-long run that checks the pipeline, not the claim")
     p.add_argument("--out", default="results", help="folder for NAME.json and the plot")
     p.set_defaults(func=reproduce)
+    p = sub.add_parser("ghn", help="graph hypernetwork tools")
+    ghn_sub = p.add_subparsers(dest="ghn_command", required=True)
+    q = ghn_sub.add_parser("predict", help="predict all parameters of a torchvision model with the shipped GHN")
+    q.add_argument("--model", required=True, help="torchvision model name, e.g. resnet18, vit_b_16")
+    q.add_argument("--classes", type=int, default=1000, help="number of classes of the model")
+    q.add_argument("--channels", type=int, default=3, help="input channels of the example input")
+    q.add_argument("--size", type=int, default=224, help="input side of the example input")
+    q.add_argument("--checkpoint", default=None, help="GHN checkpoint (default: the shipped one)")
+    q.add_argument("--out", default=None, help="save the predicted state_dict here")
+    q.add_argument("--threads", type=int, default=1, help="torch threads")
+    q.set_defaults(func=ghn_predict)
     p = sub.add_parser("list", help="list reproductions")
     p.set_defaults(func=lambda a: print("\n".join(sorted(experiments.REPRODUCTIONS))))
     args = parser.parse_args(argv)

@@ -1,3 +1,51 @@
 """Graph hypernetworks (GHN-2, Knyazev et al., NeurIPS 2021; GHN, Zhang et al., ICLR 2019; SMASH, Brock
 et al., ICLR 2018).
+
+``build_graph(model, x)`` turns any module into a graph of operations; ``GHN`` predicts all parameters of
+the network behind a graph in one forward pass; ``predict(ghn, model)`` fills a module in place and reports
+what it did not predict; ``load_pretrained()`` returns the GHN shipped with the package (trained on
+small Fashion-MNIST networks by ``hypernetworks.methods.ghn.train``).
 """
+
+from pathlib import Path
+
+from .. import register_method
+from .config import GHNConfig as GHNConfig
+from .graph import OP_TYPES as OP_TYPES
+from .graph import Graph as Graph
+from .graph import GraphError as GraphError
+from .graph import build_graph as build_graph
+from .model import GHN as GHN
+from .predict import PredictReport as PredictReport
+from .predict import predict as predict
+from .predict import predict_state_dict as predict_state_dict
+from .predict import recompute_bn_stats as recompute_bn_stats
+from .sampler import Net as Net
+from .sampler import sample_genotype as sample_genotype
+from .train import ArchPool as ArchPool
+from .train import TrainConfig as TrainConfig
+from .train import load_checkpoint as load_checkpoint
+from .train import save_checkpoint as save_checkpoint
+from .train import train_ghn as train_ghn
+
+CHECKPOINT = Path(__file__).parent / "checkpoints" / "ghn2_fmnist.pt"
+
+
+def load_pretrained(path: str | Path = CHECKPOINT) -> GHN:
+    """The GHN shipped with the package (its training command is in ``ghn2_fmnist.json`` next to it).
+
+    Raises:
+        FileNotFoundError: the checkpoint is missing (a source checkout without it: train one with
+            ``python -m hypernetworks.methods.ghn.train --out PATH`` and pass ``path=``).
+    """
+    if not Path(path).exists():
+        raise FileNotFoundError(f"load_pretrained: no GHN checkpoint at {path}; train one with "
+                                "`python -m hypernetworks.methods.ghn.train --out PATH` and pass path=.")
+    return load_checkpoint(path)[0].eval()
+
+
+__all__ = ["CHECKPOINT", "GHN", "OP_TYPES", "ArchPool", "GHNConfig", "Graph", "GraphError", "Net", "PredictReport",
+           "TrainConfig", "build_graph", "load_checkpoint", "load_pretrained", "predict", "predict_state_dict",
+           "recompute_bn_stats", "sample_genotype", "save_checkpoint", "train_ghn"]
+
+register_method("ghn2", GHN)

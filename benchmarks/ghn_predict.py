@@ -1,0 +1,61 @@
+"""GHN-2 speed: graph-build time and parameter-prediction time for torchvision resnet50 and vit_b_16.
+
+Run: ``python -m benchmarks.ghn_predict [--threads 1] [--repeats 5]``. The GHN has the default
+``GHNConfig`` widened to about 1.6M parameters (the size of the published GHN-2 for ImageNet is larger;
+the issue's reference is 0.1 s graph build and 0.24 s prediction for resnet50 with the published code).
+A timing is never a test assertion; the first call of a process also imports torch's meta-kernel
+machinery (seconds), so it is run once as a warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+
+import torch
+
+from hypernetworks.methods.ghn import GHN, GHNConfig, build_graph, predict
+
+MODELS = {"resnet50": 224, "vit_b_16": 224}
+
+
+def _time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import torchvision
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    ghn = GHN(GHNConfig(hidden=128, decoder_hidden=128, block_out=32, block_in=32, kernel=3)).eval()
+    n_ghn = sum(p.numel() for p in ghn.parameters())
+    print(f"ghn_predict: GHN of {n_ghn / 1e6:.2f}M parameters, torch threads = {torch.get_num_threads()}")
+    print(f"{'model':<10}{'params':>9}{'graph s':>9}{'predict s':>11}{'nodes':>7}  not predicted")
+    for name, side in MODELS.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = torchvision.models.get_model(name).eval()
+        x = torch.zeros(1, 3, side, side)
+        graph = build_graph(model, x)  # warm-up
+        t_graph = _time(lambda: build_graph(model, x), args.repeats)  # noqa: B023
+        with torch.no_grad():
+            ghn([graph])
+            t_pred = _time(lambda: ghn([build_graph(model, x)]), args.repeats) - t_graph  # noqa: B023
+            report = predict(ghn, model, x)
+        n = sum(p.numel() for p in model.parameters())
+        print(f"{name:<10}{n / 1e6:>8.1f}M{t_graph:>9.3f}{t_pred:>11.3f}{len(graph):>7}  {len(report.not_predicted)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""Configuration of a graph hypernetwork."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .._config import DictConfig
+
+
+@dataclass
+class GHNConfig(DictConfig):
+    """Sizes of a GHN-2 (Knyazev et al., NeurIPS 2021).
+
+    Attributes:
+        hidden: width H of node embeddings and of the gated graph network.
+        rounds: forward+backward propagation rounds of the gated graph network.
+        max_dist: longest shortest path that gets a virtual edge (GHN-2's s_max; 1 disables them).
+        block_out: output channels of the decoded block (tiled/sliced to each target's out dim).
+        block_in: input channels of the decoded block (tiled/sliced to each target's in dim).
+        kernel: spatial size of the decoded block (tiled/sliced to each target's kernel).
+        decoder_hidden: width of the decoder's hidden layer.
+        max_params_per_node: most parameter tensors one node owns (multi-head attention owns 4, LSTM layers 4
+            per layer); each gets its own slot embedding.
+    """
+
+    hidden: int = 64
+    rounds: int = 1
+    max_dist: int = 50
+    block_out: int = 32
+    block_in: int = 32
+    kernel: int = 3
+    decoder_hidden: int = 64
+    max_params_per_node: int = 16
+
+    def __post_init__(self):
+        for name in ("hidden", "rounds", "max_dist", "block_out", "block_in", "kernel", "decoder_hidden",
+                     "max_params_per_node"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"GHNConfig: {name} must be >= 1, got {getattr(self, name)}.")

@@ -1,0 +1,205 @@
+"""GHN-2: a gated graph network over an architecture's graph that decodes all of its parameters.
+
+Knyazev, Drozdzal, Taylor, Romero-Soriano, "Parameter Prediction for Unseen Deep Architectures",
+NeurIPS 2021 (https://arxiv.org/abs/2110.13100; reference code facebookresearch/ppuda). Node
+embeddings (op type + parameter shape + relative depth) -> gated graph network with a forward pass (topological order)
+and a backward pass (reverse order) over data-flow edges and virtual edges weighted by 1/distance
+-> layer norm -> a shape-aware decoder that decodes a fixed (block_out, block_in, kernel, kernel)
+block per tensor and tiles/slices it to the tensor's shape -> operation-dependent normalisation
+(weight matrices/kernels standardised and scaled by 1/sqrt(fan_in), norm scales centred on 1).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .config import GHNConfig
+from .graph import OP_TYPES, Graph, build_graph  # noqa: F401  (build_graph: used in the docstring example)
+
+__all__ = ["GHN"]
+
+
+def _levels(n: int, edges: list[tuple[int, int]]) -> list[int]:
+    """Longest-path depth of each node of a DAG whose edges go from lower to higher ids."""
+    lv = [0] * n
+    for s, d in sorted(edges, key=lambda e: e[1]):
+        lv[d] = max(lv[d], lv[s] + 1)
+    return lv
+
+
+def _schedule(lv: torch.Tensor, edges: torch.Tensor, vedges: torch.Tensor, vw: torch.Tensor) -> list[tuple]:
+    """Per level: (nodes, data-edge sources, their local targets, virtual sources, local targets, weights)."""
+    order = torch.argsort(lv, stable=True)
+    counts = torch.bincount(lv)
+    starts = torch.cumsum(counts, 0) - counts
+    pos = torch.empty_like(lv)
+    pos[order] = torch.arange(len(lv)) - starts[lv[order]]  # rank of each node within its level
+    steps = []
+    e_lv, v_lv = lv[edges[1]], lv[vedges[1]]
+    for level, nodes in enumerate(torch.split(order, counts.tolist())):
+        e = edges[:, e_lv == level]
+        v = e_lv.new_zeros(0) if vedges.numel() == 0 else (v_lv == level).nonzero().squeeze(1)
+        steps.append((nodes, e[0], pos[e[1]], vedges[0, v], pos[vedges[1, v]], vw[v]))
+    return steps
+
+
+def _shape_features(shape: tuple[int, ...]) -> list[float]:
+    """(out, in, kh, kw) of a parameter, log-scaled; missing dims are 0."""
+    dims = list(shape[:2]) + [1] * (2 - len(shape[:2])) if shape else [0, 0]
+    spatial = list(shape[2:4]) + [1] * (2 - len(shape[2:4])) if shape else [0, 0]
+    return [math.log2(1 + d) / 10 for d in dims + spatial]
+
+
+class _Batch:
+    """Several graphs as one disjoint graph, with the level schedules of both passes."""
+
+    def __init__(self, graphs: list[Graph], max_dist: int):
+        ops, feats, edges, vedges, vdist, lv_f, lv_b, self.offsets = [], [], [], [], [], [], [], []
+        n = 0
+        for g in graphs:
+            self.offsets.append(n)
+            if max_dist not in g.cache:
+                ve, vd = g.virtual_edges(max_dist)
+                back = _levels(len(g), [(len(g) - 1 - d, len(g) - 1 - s) for s, d in g.edges])
+                g.cache[max_dist] = ([OP_TYPES.index(o) for o in g.ops], [_shape_features(s) for s in g.shapes],
+                                     ve, vd, _levels(len(g), g.edges), back[::-1])
+            o, f, ve, vd, lf, lb = g.cache[max_dist]
+            depth = max(max(lf), 1)
+            ops += o
+            feats += [fi + [a / depth, b / depth] for fi, a, b in zip(f, lf, lb, strict=True)]
+            edges += [(s + n, d + n) for s, d in g.edges]
+            vedges.append(ve + n)
+            vdist.append(vd)
+            lv_f += lf
+            lv_b += lb
+            n += len(g)
+        self.n = n
+        self.ops = torch.tensor(ops)
+        self.feats = torch.tensor(feats)  # (N, 6): log (out, in, kh, kw), relative depth from input / output
+        e = torch.tensor(edges, dtype=torch.long).reshape(-1, 2).T  # (2, E)
+        ve, vw = torch.cat(vedges, 1), 1.0 / torch.cat(vdist)
+        self.forward_steps = _schedule(torch.tensor(lv_f), e, ve, vw)
+        self.backward_steps = _schedule(torch.tensor(lv_b), e.flip(0), ve.flip(0), vw)
+
+
+def _mlp(i: int, h: int, o: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(i, h), nn.ReLU(), nn.Linear(h, o))
+
+
+def _tile(x: torch.Tensor, shape: tuple[int, ...], centre_from: int) -> torch.Tensor:
+    """Slice (centred for dims >= ``centre_from``) or tile ``x`` to ``shape``, with one copy at most."""
+    for d, size in enumerate(shape):
+        if size <= x.shape[d]:
+            x = x.narrow(d, (x.shape[d] - size) // 2 if d >= centre_from else 0, size)
+    reps = [-(-size // have) for size, have in zip(shape, x.shape, strict=True)]
+    if any(r > 1 for r in reps):
+        x = x.repeat(reps)
+        for d, size in enumerate(shape):
+            x = x.narrow(d, 0, size)
+    return x
+
+
+def _to_shape(block: torch.Tensor, vector: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """A tensor of ``shape`` from a decoded block (Bo, Bi, K, K) and vector (Bo,)."""
+    if len(shape) == 0:
+        return vector[0]
+    if len(shape) == 1:
+        return _tile(vector, shape, 1)
+    if len(shape) > 4 or (len(shape) == 3 and shape[0] == 1):  # tokens, tables: a 2D matrix
+        return _to_shape(block, vector, (math.prod(shape[:-1]), shape[-1])).reshape(shape)
+    k = block.shape[-1] // 2
+    core = block[:, :, k, k] if len(shape) == 2 else block[:, :, k] if len(shape) == 3 else block
+    return _tile(core, shape, 2)
+
+
+class GHN(nn.Module):
+    """Graph hypernetwork: ``GHN(config)(graphs)`` -> one ``{parameter name: tensor}`` per graph.
+
+    Args:
+        config: sizes (``GHNConfig``).
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 26 * 26, 10))
+        >>> graph = build_graph(net, torch.zeros(1, 1, 28, 28))
+        >>> params = GHN(GHNConfig(hidden=32))([graph])[0]
+        >>> params["0.weight"].shape
+        torch.Size([8, 1, 3, 3])
+    """
+
+    def __init__(self, config: GHNConfig | None = None):
+        super().__init__()
+        self.config = c = config or GHNConfig()
+        self.op_embed = nn.Embedding(len(OP_TYPES), c.hidden)
+        self.shape_embed = nn.Linear(6, c.hidden)
+        self.fwd_msg = nn.ModuleList([_mlp(c.hidden, c.hidden, c.hidden) for _ in range(2)])  # data, virtual
+        self.bwd_msg = nn.ModuleList([_mlp(c.hidden, c.hidden, c.hidden) for _ in range(2)])
+        self.fwd_gru = nn.GRUCell(c.hidden, c.hidden)
+        self.bwd_gru = nn.GRUCell(c.hidden, c.hidden)
+        self.norm = nn.LayerNorm(c.hidden)
+        self.slot_embed = nn.Embedding(c.max_params_per_node, c.hidden)
+        self.dec = nn.Sequential(nn.Linear(c.hidden, c.decoder_hidden), nn.ReLU())
+        self.dec_block = nn.Linear(c.decoder_hidden, c.block_out * c.block_in * c.kernel * c.kernel)
+        self.dec_vector = nn.Linear(c.decoder_hidden, c.block_out)
+        nn.init.normal_(self.dec_vector.weight, std=0.01)
+        nn.init.zeros_(self.dec_vector.bias)
+
+    def _pass(self, h: torch.Tensor, steps: list[tuple], msgs: nn.ModuleList, gru: nn.GRUCell) -> torch.Tensor:
+        data, virtual = msgs[0](h), msgs[1](h)  # (N, H) each
+        for nodes, e_src, e_dst, v_src, v_dst, v_w in steps:
+            m = h.new_zeros(len(nodes), h.shape[1]).index_add(0, e_dst, data[e_src])  # (n_l, H)
+            if len(v_src):
+                m = m.index_add(0, v_dst, virtual[v_src] * v_w[:, None])
+            new = gru(m, h[nodes])  # (n_l, H)
+            h = h.index_copy(0, nodes, new)
+            data = data.index_copy(0, nodes, msgs[0](new))
+            virtual = virtual.index_copy(0, nodes, msgs[1](new))
+        return h
+
+    def embed(self, graphs: list[Graph]) -> tuple[torch.Tensor, _Batch]:
+        """Node embeddings (N, H) after the gated graph network, for the union of ``graphs``."""
+        batch = _Batch(graphs, self.config.max_dist)
+        h = self.op_embed(batch.ops) + self.shape_embed(batch.feats)  # (N, H)
+        for _ in range(self.config.rounds):
+            h = self._pass(h, batch.forward_steps, self.fwd_msg, self.fwd_gru)
+            h = self._pass(h, batch.backward_steps, self.bwd_msg, self.bwd_gru)
+        return self.norm(h), batch
+
+    def forward(self, graphs: list[Graph]) -> list[dict[str, torch.Tensor]]:
+        """Predict the parameters of each graph's network.
+
+        Returns:
+            For each graph, ``{state_dict name: tensor of the parameter's shape}`` for every parameter its
+            nodes own (up to ``max_params_per_node`` per node).
+        """
+        c = self.config
+        h, batch = self.embed(graphs)
+        rows, slots, where = [], [], []
+        for gi, g in enumerate(graphs):
+            for i, names in enumerate(g.params):
+                for j, name in enumerate(names[:c.max_params_per_node]):
+                    rows.append(batch.offsets[gi] + i)
+                    slots.append(j)
+                    where.append((gi, name))
+        out: list[dict[str, torch.Tensor]] = [{} for _ in graphs]
+        if not rows:
+            return out
+        z = self.dec(h[torch.tensor(rows)] + self.slot_embed(torch.tensor(slots)))  # (P, D)
+        blocks = self.dec_block(z).view(len(rows), c.block_out, c.block_in, c.kernel, c.kernel)
+        vectors = self.dec_vector(z)  # (P, Bo)
+        for p, (gi, name) in enumerate(where):
+            entry = graphs[gi].spec[name]
+            block, vector = _normalise(blocks[p], vectors[p], entry)  # elementwise: commutes with tiling
+            out[gi][name] = _to_shape(block, vector, entry.shape)
+        return out
+
+
+def _normalise(block: torch.Tensor, vector: torch.Tensor, entry) -> tuple[torch.Tensor, torch.Tensor]:
+    """GHN-2's operation-dependent normalisation, applied to the decoded block (Bo, Bi, K, K) / vector (Bo,)."""
+    if entry.kind == "norm" and entry.role == "weight":
+        return block, 1.0 + vector
+    if entry.role == "weight" and len(entry.shape) >= 2:
+        return block / math.sqrt(max(entry.fan_in, 1)), vector
+    return block, vector
