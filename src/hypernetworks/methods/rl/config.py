@@ -1,0 +1,96 @@
+"""Configurations of the RL networks and agents (hyper critic / actor, TD3, SAC, HyperPPO)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .._config import DictConfig
+
+KINDS = ("mlp", "hyper")
+
+
+@dataclass
+class NetConfig(DictConfig):
+    """Sizes of the critic / actor networks; ``kind`` picks the concatenating MLP or the hypernetwork."""
+
+    kind: str = "hyper"  # "mlp": f([s, a]); "hyper": a primary network maps s to the weights of f_s(a)
+    hidden: tuple[int, ...] = (256, 256)  # hidden widths of the MLP variant
+    primary_hidden: tuple[int, ...] = (256,)  # hyper: hidden widths of the primary network s -> z
+    embed_dim: int = 64  # hyper: size E of the primary network's embedding z
+    head_hidden: tuple[int, ...] = ()  # hyper: hidden widths of the head z -> dynamic weights (none: linear in z)
+    dynamic_hidden: tuple[int, ...] = (32, 32)  # hyper: hidden widths of the dynamic network
+    scales: bool = True  # hyper: also generate a per-unit gain g (starting at 1) for each dynamic layer
+    seed: int = 0  # seed of the hypernetwork's initialisation calibration draw
+
+    def __post_init__(self):
+        self.hidden, self.primary_hidden = tuple(self.hidden), tuple(self.primary_hidden)
+        self.head_hidden, self.dynamic_hidden = tuple(self.head_hidden), tuple(self.dynamic_hidden)
+        if self.kind not in KINDS:
+            raise ValueError(f"NetConfig: kind must be one of {KINDS}, got {self.kind!r}.")
+        widths = (*self.hidden, *self.primary_hidden, *self.head_hidden, *self.dynamic_hidden, self.embed_dim)
+        if any(w < 1 for w in widths):
+            raise ValueError(f"NetConfig: all widths must be >= 1, got {widths}.")
+
+
+@dataclass
+class TD3Config(DictConfig):
+    """TD3 (Fujimoto et al., ICML 2018); actions live in [-1, 1] (the loop rescales them)."""
+
+    gamma: float = 0.99  # discount
+    tau: float = 0.005  # Polyak rate of the target networks
+    actor_lr: float = 3e-4  # Adam learning rate of the actor
+    critic_lr: float = 3e-4  # Adam learning rate of the twin critics
+    batch_size: int = 256  # transitions per update
+    policy_noise: float = 0.2  # std of the target-policy smoothing noise
+    noise_clip: float = 0.5  # clip of the smoothing noise
+    policy_delay: int = 2  # critic updates per actor / target update
+    expl_noise: float = 0.1  # std of the Gaussian exploration noise
+
+    def __post_init__(self):
+        if not (0 <= self.gamma < 1 and 0 < self.tau <= 1 and self.batch_size >= 1 and self.policy_delay >= 1):
+            raise ValueError(f"TD3Config: need 0 <= gamma < 1, 0 < tau <= 1, batch_size >= 1, policy_delay >= 1; "
+                             f"got {self.gamma}, {self.tau}, {self.batch_size}, {self.policy_delay}.")
+
+
+@dataclass
+class SACConfig(DictConfig):
+    """SAC with a learned temperature (Haarnoja et al., 2018); actions in [-1, 1]."""
+
+    gamma: float = 0.99  # discount
+    tau: float = 0.005  # Polyak rate of the target critics
+    actor_lr: float = 3e-4  # Adam learning rate of the actor
+    critic_lr: float = 3e-4  # Adam learning rate of the twin critics
+    alpha_lr: float = 3e-4  # Adam learning rate of log α
+    batch_size: int = 256  # transitions per update
+    init_alpha: float = 0.2  # initial temperature α
+    target_entropy: float | None = None  # None: -action_dim
+
+    def __post_init__(self):
+        if not (0 <= self.gamma < 1 and 0 < self.tau <= 1 and self.batch_size >= 1 and self.init_alpha > 0):
+            raise ValueError(f"SACConfig: need 0 <= gamma < 1, 0 < tau <= 1, batch_size >= 1, init_alpha > 0; "
+                             f"got {self.gamma}, {self.tau}, {self.batch_size}, {self.init_alpha}.")
+
+
+@dataclass
+class PPOConfig(DictConfig):
+    """PPO with clipped surrogate and GAE (Schulman et al., 2017), CleanRL-style defaults for CartPole."""
+
+    num_envs: int = 20  # vectorised environments (HyperPPO: environment i runs architecture i mod K)
+    num_steps: int = 128  # rollout length per environment and iteration
+    lr: float = 2.5e-4  # Adam learning rate (annealed linearly to 0)
+    gamma: float = 0.99  # discount
+    gae_lambda: float = 0.95  # GAE λ
+    minibatches: int = 4  # minibatches per epoch
+    epochs: int = 4  # passes over each rollout
+    clip: float = 0.2  # ratio clip ε
+    ent_coef: float = 0.01  # entropy bonus
+    vf_coef: float = 0.5  # value-loss weight
+    max_grad_norm: float = 0.5  # gradient clipping
+
+    def __post_init__(self):
+        if self.num_envs < 1 or self.num_steps < 1 or self.minibatches < 1 or self.epochs < 1:
+            raise ValueError(f"PPOConfig: num_envs, num_steps, minibatches and epochs must be >= 1, got "
+                             f"{self.num_envs}, {self.num_steps}, {self.minibatches}, {self.epochs}.")
+        if (self.num_envs * self.num_steps) % self.minibatches:
+            raise ValueError(f"PPOConfig: num_envs * num_steps ({self.num_envs * self.num_steps}) must be "
+                             f"divisible by minibatches ({self.minibatches}).")

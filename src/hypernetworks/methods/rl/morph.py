@@ -1,0 +1,101 @@
+"""Planar N-link chains as MuJoCo models, their LQR experts and closed-loop rollouts (ModuMorph's
+data side, scaled down: Xiong et al., "Universal Morphology Control via Contextual Modulation",
+ICML 2023).
+
+A chain is N capsules stacked upward from a fixed pivot, each on a hinge about the y axis with
+its own motor; upright (all joint angles 0) is an unstable equilibrium with zero torque. The
+expert is the discrete-time LQR of MuJoCo's finite-difference linearisation around it.
+mujoco, numpy and scipy are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+DT = 0.01  # simulation time step (s)
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A morphology: link lengths (m) and masses (kg), base to tip."""
+
+    lengths: tuple[float, ...]
+    masses: tuple[float, ...]
+
+    def __post_init__(self):
+        if not self.lengths or len(self.lengths) != len(self.masses) or min(self.lengths + self.masses) <= 0:
+            raise ValueError(f"Chain: need as many positive lengths as positive masses, got {self.lengths}, "
+                             f"{self.masses}.")
+
+    @property
+    def n(self) -> int:
+        return len(self.lengths)
+
+    def context(self, max_links: int) -> torch.Tensor:
+        """Per-limb morphology context ``(N, 4)``: length, mass, position i/(N-1) (0 for N = 1), N/max_links."""
+        n = self.n
+        return torch.tensor([[length, mass, i / max(1, n - 1), n / max_links]
+                             for i, (length, mass) in enumerate(zip(self.lengths, self.masses, strict=True))])
+
+    def xml(self) -> str:
+        """The MJCF string of the chain."""
+        body, close = "", ""
+        for i, (length, mass) in enumerate(zip(self.lengths, self.masses, strict=True)):
+            pos = "0 0 0" if i == 0 else f"0 0 {self.lengths[i - 1]:.4f}"
+            body += (f'<body name="link{i}" pos="{pos}"><joint name="j{i}" type="hinge" axis="0 1 0" damping="0.05"/>'
+                     f'<geom type="capsule" fromto="0 0 0 0 0 {length:.4f}" size="0.03" mass="{mass:.4f}"/>')
+            close += "</body>"
+        motors = "".join(f'<motor joint="j{i}" gear="1"/>' for i in range(self.n))
+        return (f'<mujoco><option timestep="{DT}" gravity="0 0 -9.81"/><worldbody>{body}{close}</worldbody>'
+                f"<actuator>{motors}</actuator></mujoco>")
+
+
+def random_chain(gen: torch.Generator, links: tuple[int, int] = (2, 5)) -> Chain:
+    """N uniform in ``links``; lengths U(0.2, 0.6) m, masses U(0.2, 1.5) kg."""
+    n = int(torch.randint(links[0], links[1] + 1, (1,), generator=gen))
+    lengths = (0.2 + 0.4 * torch.rand(n, generator=gen)).tolist()
+    masses = (0.2 + 1.3 * torch.rand(n, generator=gen)).tolist()
+    return Chain(tuple(round(v, 4) for v in lengths), tuple(round(v, 4) for v in masses))
+
+
+def lqr_gain(chain: Chain, q_weight: float = 1.0, r_weight: float = 0.1) -> torch.Tensor:
+    """Discrete-time LQR gain ``K (N, 2N)``, u = -K [q, q̇], around upright."""
+    import mujoco
+    import numpy as np
+    from scipy.linalg import solve_discrete_are
+
+    model = mujoco.MjModel.from_xml_string(chain.xml())
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    n = chain.n
+    a, b = np.zeros((2 * n, 2 * n)), np.zeros((2 * n, n))
+    mujoco.mjd_transitionFD(model, data, 1e-6, True, a, b, None, None)
+    q, r = q_weight * np.eye(2 * n), r_weight * np.eye(n)
+    p = solve_discrete_are(a, b, q, r)
+    k = np.linalg.solve(r + b.T @ p @ b, b.T @ p @ a)
+    return torch.tensor(k, dtype=torch.float32)
+
+
+def rollout(chain: Chain, controller, x0: torch.Tensor, steps: int) -> torch.Tensor:
+    """Simulate ``steps`` steps from ``x0 = [q, q̇] (2N,)`` with ``controller(x (2N,)) -> u (N,)``;
+    returns the visited states ``(T + 1, 2N)``. If the simulation diverges (a MuJoCo bad qacc / qpos / qvel /
+    ctrl warning, after which it would silently reset to upright), the last row is ``inf`` and T <= steps."""
+    import mujoco
+
+    model = mujoco.MjModel.from_xml_string(chain.xml())
+    data = mujoco.MjData(model)
+    n = chain.n
+    w = mujoco.mjtWarning
+    unstable = (w.mjWARN_BADQACC, w.mjWARN_BADQPOS, w.mjWARN_BADQVEL, w.mjWARN_BADCTRL)
+    data.qpos[:], data.qvel[:] = x0[:n].double().numpy(), x0[n:].double().numpy()
+    states = [x0.clone()]
+    for _ in range(steps):
+        data.ctrl[:] = controller(states[-1]).double().numpy()
+        mujoco.mj_step(model, data)
+        if any(data.warning[kind].number > 0 for kind in unstable):
+            states.append(torch.full_like(x0, float("inf")))
+            break
+        states.append(torch.tensor([*data.qpos, *data.qvel], dtype=torch.float32))
+    return torch.stack(states)
