@@ -36,6 +36,7 @@ bench: install $(VENV)/.bench
 	$(PY) -m benchmarks.continual_regularizer
 	$(PY) -m benchmarks.hypermixer_scaling
 	$(PY) -m benchmarks.peers
+	$(PY) -m benchmarks.ghn_predict
 
 clean:
 	rm -rf $(VENV)
