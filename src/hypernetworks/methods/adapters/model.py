@@ -1,0 +1,143 @@
+"""Generated adapters for a frozen model: LoRA factors (and LayerNorm shifts) from a task or a text.
+
+HyperFormer (Karimi Mahabadi et al., ACL 2021, https://arxiv.org/abs/2106.04489): a learned task
+embedding plus layer / position embeddings -> adapter weights and conditional LayerNorm.
+Text-to-LoRA (Charakorn et al., ICML 2025, https://arxiv.org/abs/2506.06105): a sentence embedding of
+a task description -> LoRA, so an unseen description gets an adapter zero-shot. Here both share one
+design: an encoder (task ids or text embeddings) and the ``Layerwise`` head inside core
+``HyperNetwork``s, in ``lora`` mode for the LoRA factors and ``residual`` mode for the norms.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from ... import encoders
+from ...functional import functional_call
+from ...hypernet import HyperNetwork
+from ...spec import NoMatchingParamsError, ParamSpec
+from .config import AdapterConfig
+from .generator import Layerwise
+
+__all__ = ["GeneratedAdapters", "hyperformer", "lora_spec", "norm_spec", "text_to_lora"]
+
+_NORM_TYPES = (nn.LayerNorm, nn.RMSNorm)
+
+
+def _retile(entries) -> ParamSpec:
+    out, offset = [], 0
+    for e in entries:
+        out.append(dataclasses.replace(e, offset=offset))
+        offset += e.numel
+    return ParamSpec(out)
+
+
+def lora_spec(target: nn.Module, target_modules, exclude_modules=None) -> ParamSpec:
+    """The weights (>= 2-D) of the modules that PEFT's ``target_modules`` rules select.
+
+    Raises:
+        NoMatchingParamsError: nothing selected, or only 1-D tensors (the message lists names).
+    """
+    spec = ParamSpec.from_module(target, include=target_modules, exclude=exclude_modules)
+    weights = [e for e in spec if e.role == "weight" and len(e.shape) >= 2]
+    if not weights:
+        raise NoMatchingParamsError(f"lora_spec: target_modules={target_modules!r} selected only {spec.names}; "
+                                    "LoRA needs weights of >= 2 dims (Linear, Conv, Embedding).")
+    return _retile(weights)
+
+
+def norm_spec(target: nn.Module, norm_modules) -> ParamSpec:
+    """γ and β of the LayerNorm / RMSNorm modules that ``norm_modules`` selects."""
+    return ParamSpec.from_module(target, include=norm_modules, module_types=_NORM_TYPES)
+
+
+class _Adapted(nn.Module):
+    """The target under LoRA factors: the inner call of a nested binding (norm shifts outside)."""
+
+    def __init__(self, target: nn.Module, spec: ParamSpec, lora: dict, per_example: bool):
+        super().__init__()
+        self.target, self.spec, self.lora, self.per_example = target, spec, lora, per_example
+
+    def forward(self, *args, **kwargs):
+        return functional_call(self.target, self.lora, args, kwargs, spec=self.spec, per_example=self.per_example,
+                               mode="lora")
+
+
+class GeneratedAdapters(nn.Module):
+    """A frozen ``target`` run with LoRA factors (and LayerNorm shifts) generated from a condition.
+
+    Every parameter of ``target`` is frozen; only the encoder and the generator heads train. Both
+    start at zero delta: at step 0 the model computes exactly what ``target`` computes.
+
+    Args:
+        target: any module (a ``transformers`` model, or plain PyTorch).
+        config: what to adapt and how the generator is sized.
+        calibration: typical conditions ``(n, *cond_shape)`` that calibrate the init of A (default:
+            the encoder's own draw; pass real text embeddings when the condition is text).
+
+    Example:
+        >>> model = text_to_lora(bert, AdapterConfig(cond_features=384, target_modules=["query", "value"]))
+        >>> out = model(input_ids, text_emb, attention_mask=mask)  # text_emb (B, 384): one adapter per example
+    """
+
+    def __init__(self, target: nn.Module, config: AdapterConfig, *, calibration: torch.Tensor | None = None):
+        super().__init__()
+        target.requires_grad_(False)
+        self.config = config
+        if config.num_tasks is not None:
+            self.encoder = encoders.Embedding(config.num_tasks, config.cond_dim)
+        else:
+            self.encoder = encoders.Projection(config.cond_features, config.cond_dim)
+        head = {"hidden": config.hidden, "layer_dim": config.layer_dim, "type_dim": config.type_dim}
+        self.lora = HyperNetwork(target, lora_spec(target, config.target_modules, config.exclude_modules),
+                                 encoder=self.encoder, head=Layerwise(**head), mode="lora", init="zero_delta",
+                                 lora_rank=config.rank, calibration=calibration, seed=config.seed)
+        self.norms = None
+        if config.norm_modules is not None:
+            self.norms = HyperNetwork(target, norm_spec(target, config.norm_modules), encoder=self.encoder,
+                                      head=Layerwise(**head), mode="residual", init="zero_delta",
+                                      calibration=calibration, seed=config.seed)
+
+    @property
+    def target(self) -> nn.Module:
+        return self.lora.target
+
+    def generate(self, cond: torch.Tensor) -> dict[str, dict]:
+        """``{"lora": {name: LoRA(A (..., r, I), B (..., O, r))}, "norms": {name: Δ (..., *shape)}}``,
+        with a leading B for a batched ``cond``."""
+        norms = {} if self.norms is None else self.norms.generate(cond)
+        return {"lora": self.lora.generate(cond), "norms": norms}
+
+    def forward(self, x, cond: torch.Tensor, **kwargs):
+        """``target(x, **kwargs)`` under the adapter for ``cond``: one condition for the whole
+        batch, or ``(B, *cond_shape)`` for one adapter per example (no (B, O, I) tensor is built)."""
+        per_example = self.encoder.is_batched(cond)
+        params = self.generate(cond)
+        adapted = _Adapted(self.target, self.lora.spec, params["lora"], per_example)
+        if not params["norms"]:
+            return adapted(x, **kwargs)
+        shifts = {f"target.{n}": v for n, v in params["norms"].items()}
+        return functional_call(adapted, shifts, (x,), kwargs, per_example=per_example, mode="residual", strict=False)
+
+    @property
+    def num_trainable(self) -> int:
+        """Trainable parameters (encoder and generator heads; the target is frozen)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def hyperformer(target: nn.Module, config: AdapterConfig, **kwargs) -> GeneratedAdapters:
+    """HyperFormer-style: a learned task embedding -> LoRA factors and (with ``norm_modules``)
+    conditional LayerNorm; the condition is a task id."""
+    if config.num_tasks is None:
+        raise ValueError("hyperformer: config.num_tasks must be set (the condition is a task id).")
+    return GeneratedAdapters(target, config, **kwargs)
+
+
+def text_to_lora(target: nn.Module, config: AdapterConfig, **kwargs) -> GeneratedAdapters:
+    """Text-to-LoRA-style: a sentence embedding of a task description -> LoRA factors."""
+    if config.cond_features is None:
+        raise ValueError("text_to_lora: config.cond_features must be set (the width of the text embedding).")
+    return GeneratedAdapters(target, config, **kwargs)
