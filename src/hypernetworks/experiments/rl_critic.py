@@ -21,10 +21,10 @@ import torch
 from ..methods.rl import SAC, TD3, NetConfig, SACConfig, TD3Config, collect_states, evaluate, gradient_probe, train
 from ._common import pyplot, run_jobs, save
 
-FULL = {"envs": {"Pendulum-v1": 6000, "InvertedPendulum-v5": 6000}, "algos": ("td3",), "seeds": 3,
+FULL = {"envs": {"Pendulum-v1": 6000, "InvertedPendulum-v5": 15000}, "algos": ("td3", "sac"), "seeds": 3,
         "start_steps": 1000, "eval_every": 500, "eval_episodes": 5, "final_episodes": 10, "probe_states": 32,
         "probe_horizon": 200, "batch_size": 128, "lr": 1e-3, "workers": 2}
-QUICK = {"envs": {"Pendulum-v1": 150, "InvertedPendulum-v5": 150}, "algos": ("td3",), "seeds": 1,
+QUICK = {"envs": {"Pendulum-v1": 150, "InvertedPendulum-v5": 150}, "algos": ("td3", "sac"), "seeds": 1,
          "start_steps": 100, "eval_every": 50, "eval_episodes": 1, "final_episodes": 1, "probe_states": 2,
          "probe_horizon": 10, "batch_size": 32, "lr": 1e-3, "workers": 1}
 HIDDEN = (64, 64)  # actor and MLP critic
