@@ -485,3 +485,26 @@ def test_cached_call_plan_follows_changes_to_the_target():
     assert hn.functional_call(net, new, x, per_example=True).abs().max() == 0
     with pytest.raises(ValueError, match=r"unexpected tensor\(s\) \['2.bias'\]"):
         hn.functional_call(net, {**new, "2.bias": torch.zeros(5, 6)}, x, per_example=True)
+
+
+@pytest.mark.parametrize("per_example", [False, True])
+def test_per_tensor_modes_mix_lora_and_residual_in_one_call(per_example):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 6), nn.LayerNorm(6), nn.Linear(6, 2))
+    x, lead = torch.randn(3, 5), ((3,) if per_example else ())
+    a, b = torch.randn(*lead, 2, 5), torch.randn(*lead, 6, 2)
+    shift = torch.randn(*lead, 6)
+    params = {"0.weight": hn.LoRA(a, b), "1.bias": shift}
+    modes = {"0.weight": "lora", "1.bias": "residual"}
+    got = hn.functional_call(net, params, x, per_example=per_example, mode=modes, strict=False)
+    dense = {"0.weight": net[0].weight + b @ a, "1.bias": net[1].bias + shift}
+    if per_example:
+        want = torch.cat([torch.func.functional_call(net, {k: v[i] for k, v in dense.items()}, (x[i:i + 1],))
+                          for i in range(3)])
+    else:
+        want = torch.func.functional_call(net, dense, (x,))
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match=r"missing \['1.bias'\]"):
+        hn.functional_call(net, params, x, per_example=per_example, mode={"0.weight": "lora"}, strict=False)
+    with pytest.raises(ValueError, match=r"modes must be one of .* got \{'1.bias': 'delta'\}"):
+        hn.functional_call(net, params, x, per_example=per_example, mode={**modes, "1.bias": "delta"}, strict=False)

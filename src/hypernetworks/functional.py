@@ -126,8 +126,7 @@ def _plan(target: nn.Module, names: tuple[str, ...], per_example: bool) -> _Plan
 def _validate(target, own, plan, params, spec, per_example, mode, strict) -> int | None:
     """Check keys, shapes, dtypes and devices against the target's parameters; return the
     per-example batch size B (or None)."""
-    if mode not in MODES:
-        _fail(f"mode must be one of {MODES}, got {mode!r}.")
+    modes = _modes(mode, params)
     if strict:
         if spec is not None:
             missing = [n for n in spec.names if n not in params]
@@ -140,7 +139,7 @@ def _validate(target, own, plan, params, spec, per_example, mode, strict) -> int
             _fail(f"missing tensor(s) {missing}{hint}; or use strict=False to keep the target's own.")
     batch = None
     for name, value in params.items():
-        t = _check_value(name, value, own[name], mode, 1 if per_example else 0)
+        t = _check_value(name, value, own[name], modes[name], 1 if per_example else 0)
         if per_example:
             if batch is None:
                 batch = t.shape[0]
@@ -149,17 +148,34 @@ def _validate(target, own, plan, params, spec, per_example, mode, strict) -> int
     return batch
 
 
-def resolve(own: Mapping[str, torch.Tensor], params: Mapping, mode: str, *, factored: bool = False) -> dict:
+def _modes(mode: str | Mapping[str, str], params: Mapping) -> dict[str, str]:
+    """``{name: mode}`` for every generated name, from one mode or a per-name mapping."""
+    if isinstance(mode, str):
+        if mode not in MODES:
+            _fail(f"mode must be one of {MODES}, got {mode!r}.")
+        return dict.fromkeys(params, mode)
+    missing, unknown = [n for n in params if n not in mode], [n for n in mode if n not in params]
+    if missing or unknown:
+        _fail(f"a per-tensor mode needs exactly the generated names; missing {missing}, not generated {unknown}.")
+    bad = {n: m for n, m in mode.items() if m not in MODES}
+    if bad:
+        _fail(f"modes must be one of {MODES}, got {bad}.")
+    return dict(mode)
+
+
+def resolve(own: Mapping[str, torch.Tensor], params: Mapping, mode: str | Mapping[str, str], *,
+            factored: bool = False) -> dict:
     """Turn generated values into the tensors the target uses: θ, θ0 + Δθ, or W0 + B·A.
 
-    ``own`` are the target's named parameters. With ``factored=True`` LoRA weights stay as
-    ``LowRankWeight`` (for the per-example kernels).
+    ``own`` are the target's named parameters; ``mode`` is one mode or ``{name: mode}``. With
+    ``factored=True`` LoRA weights stay as ``LowRankWeight`` (for the per-example kernels).
     """
+    modes = _modes(mode, params)
     out = {}
     for name, value in params.items():
-        if mode == "absolute":
+        if modes[name] == "absolute":
             out[name] = value
-        elif mode == "residual":
+        elif modes[name] == "residual":
             out[name] = own[name] + value
         else:
             w = LowRankWeight(own[name].detach(), value.A, value.B)
@@ -175,7 +191,7 @@ def functional_call(
     *,
     spec: ParamSpec | None = None,
     per_example: bool = False,
-    mode: str = "absolute",
+    mode: str | Mapping[str, str] = "absolute",
     strict: bool = True,
 ):
     """Call ``target(*args, **kwargs)`` with generated tensors in place of its own.
@@ -192,7 +208,8 @@ def functional_call(
         kwargs: keyword inputs.
         spec: the tensors that must be present when ``strict``; without it, all parameters.
         per_example: one weight set per example of the batch.
-        mode: ``"absolute"``, ``"residual"`` or ``"lora"``.
+        mode: ``"absolute"``, ``"residual"`` or ``"lora"``; or ``{name: mode}`` for every generated
+            name, e.g. LoRA factors for the weights and residual shifts for the norms in one call.
         strict: a missing tensor is an error; ``False`` keeps the target's own for missing ones.
             Unknown names, wrong shapes, dtypes and devices are errors either way.
 
@@ -384,7 +401,7 @@ def materialize(
     params: Mapping[str, torch.Tensor | LoRA],
     *,
     spec: ParamSpec | None = None,
-    mode: str = "absolute",
+    mode: str | Mapping[str, str] = "absolute",
     strict: bool = True,
 ) -> nn.Module:
     """An independent copy of ``target`` with the generated tensors baked in.

@@ -5,7 +5,8 @@ embedding plus layer / position embeddings -> adapter weights and conditional La
 Text-to-LoRA (Charakorn et al., ICML 2025, https://arxiv.org/abs/2506.06105): a sentence embedding of
 a task description -> LoRA, so an unseen description gets an adapter zero-shot. Here both share one
 design: an encoder (task ids or text embeddings) and the ``Layerwise`` head inside core
-``HyperNetwork``s, in ``lora`` mode for the LoRA factors and ``residual`` mode for the norms.
+``HyperNetwork``s, in ``lora`` mode for the LoRA factors and ``residual`` mode for the norms, run
+together in one ``functional_call`` with a per-tensor mode.
 """
 
 from __future__ import annotations
@@ -52,18 +53,6 @@ def lora_spec(target: nn.Module, target_modules, exclude_modules=None) -> ParamS
 def norm_spec(target: nn.Module, norm_modules) -> ParamSpec:
     """γ and β of the LayerNorm / RMSNorm modules that ``norm_modules`` selects."""
     return ParamSpec.from_module(target, include=norm_modules, module_types=_NORM_TYPES)
-
-
-class _Adapted(nn.Module):
-    """The target under LoRA factors: the inner call of a nested binding (norm shifts outside)."""
-
-    def __init__(self, target: nn.Module, spec: ParamSpec, lora: dict, per_example: bool):
-        super().__init__()
-        self.target, self.spec, self.lora, self.per_example = target, spec, lora, per_example
-
-    def forward(self, *args, **kwargs):
-        return functional_call(self.target, self.lora, args, kwargs, spec=self.spec, per_example=self.per_example,
-                               mode="lora")
 
 
 class GeneratedAdapters(nn.Module):
@@ -114,13 +103,10 @@ class GeneratedAdapters(nn.Module):
     def forward(self, x, cond: torch.Tensor, **kwargs):
         """``target(x, **kwargs)`` under the adapter for ``cond``: one condition for the whole
         batch, or ``(B, *cond_shape)`` for one adapter per example (no (B, O, I) tensor is built)."""
-        per_example = self.encoder.is_batched(cond)
         params = self.generate(cond)
-        adapted = _Adapted(self.target, self.lora.spec, params["lora"], per_example)
-        if not params["norms"]:
-            return adapted(x, **kwargs)
-        shifts = {f"target.{n}": v for n, v in params["norms"].items()}
-        return functional_call(adapted, shifts, (x,), kwargs, per_example=per_example, mode="residual", strict=False)
+        modes = dict.fromkeys(params["lora"], "lora") | dict.fromkeys(params["norms"], "residual")
+        return functional_call(self.target, params["lora"] | params["norms"], (x,), kwargs, mode=modes,
+                               per_example=self.encoder.is_batched(cond), strict=False)
 
     @property
     def num_trainable(self) -> int:
