@@ -5,7 +5,7 @@ A. Few-shot reconstruction on Fashion-MNIST: observe 15% of the pixels of an uns
    HyperPlanes-style Δθ hypernetwork, and a full-weight hypernetwork. PSNR on the unobserved
    pixels and adaptation time per image. Claim: Δθ matches or beats few-step fine-tuning at several
    times less adaptation time.
-B. Rate-distortion on scikit-image photos (grey, 64x64 and 128x128): D'OH over a sweep of latent
+B. Rate-distortion on scikit-image photos (grey, 64x64, 128x128 and 256x256): D'OH over a sweep of latent
    sizes vs directly trained SIRENs of several widths, both quantised to 8 bits. Claim: D'OH reaches
    a given PSNR with fewer stored bits.
 """
@@ -30,6 +30,7 @@ INNER_LR, MAML_STEPS = 1e-2, 5
 PHOTOS = (("camera", 64), ("astronaut", 64), ("coffee", 64), ("camera", 128))  # (name, side in pixels)
 LATENTS = (128, 256, 512, 1024)
 WIDTHS = (6, 8, 12, 16)
+LARGE = ("camera", 256), (512, 1024), (12, 16)  # a 256 px photo, fewer sizes (each fit costs 16x a 64 px one)
 DOH_TARGET_WIDTH = 32
 BITS = 8
 
@@ -180,6 +181,8 @@ def run(quick: bool, out_dir, log=print) -> dict:
             for s in range(cfg["seeds"])]
     jobs += [("rd", "doh", n, p, cfg["fit_steps"], 0) for n in LATENTS for p in PHOTOS]
     jobs += [("rd", "siren", w, p, cfg["fit_steps"], 0) for w in WIDTHS for p in PHOTOS]
+    jobs += [("rd", "doh", n, LARGE[0], cfg["fit_steps"], 0) for n in LARGE[1]]
+    jobs += [("rd", "siren", w, LARGE[0], cfg["fit_steps"], 0) for w in LARGE[2]]
     if quick:
         jobs = [j for j in jobs if j[0] == "few_shot" or (j[2] in (LATENTS[0], WIDTHS[0]) and j[3] == PHOTOS[0])]
     log(f"inr: {len(jobs)} jobs, {cfg['workers']} worker process(es), 1 thread each")
