@@ -20,3 +20,12 @@ def test_fashion_mnist_errors(tmp_path):
 def test_photo_patches_are_deterministic():
     a, b = photo_patches(30, size=8, seed=3), photo_patches(30, size=8, seed=3)
     assert a.shape == (30, 1, 8, 8) and torch.equal(a, b) and a.std() > 0
+
+
+def test_mnist_subset_loads_offline():
+    from hypernetworks.data import load_mnist_subset
+
+    x, y = load_mnist_subset()
+    assert x.shape == (5000, 1, 28, 28) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+    assert torch.equal(torch.bincount(y), torch.full((10,), 500))  # 500 per digit
+    assert x.std() > 0.2  # real images, not blanks
