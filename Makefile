@@ -37,6 +37,7 @@ bench: install $(VENV)/.bench
 	$(PY) -m benchmarks.hypermixer_scaling
 	$(PY) -m benchmarks.peers
 	$(PY) -m benchmarks.ghn_predict
+	$(PY) -m benchmarks.hyperclip_cost
 
 clean:
 	rm -rf $(VENV)
