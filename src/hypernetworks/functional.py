@@ -23,7 +23,7 @@ from . import _kernels
 from ._kernels import LowRankWeight, PerExampleError
 from .spec import LoRA, ParamSpec
 
-__all__ = ["LoRA", "MODES", "PerExampleError", "functional_call", "materialize", "resolve"]
+__all__ = ["LoRA", "MODES", "PerExampleError", "functional_call", "materialize"]
 
 MODES = ("absolute", "residual", "lora")
 
@@ -85,8 +85,8 @@ def _own_parameters(target: nn.Module, names) -> dict[str, nn.Parameter]:
     return own
 
 
-# Call plans: what a per-example call with a given set of names needs from the target (how many
-# parameters it has, which module handles which tensors). Building one walks the module tree, which
+# Call plans: what a call with a given set of names needs from the target (how many parameters it
+# has; for per-example calls, which module handles which tensors). Building one walks the module tree, which
 # costs as much as a small layer's forward, so plans are cached per target and name set. A parameter
 # or submodule registered anywhere through nn.Module's API (``setattr``, ``register_parameter``,
 # ``add_module``) bumps ``_registrations`` and so invalidates every plan. Removals fire no hook, but
@@ -123,10 +123,9 @@ def _plan(target: nn.Module, names: tuple[str, ...], per_example: bool) -> _Plan
     return plan
 
 
-def _validate(target, own, plan, params, spec, per_example, mode, strict) -> int | None:
-    """Check keys, shapes, dtypes and devices against the target's parameters; return the
-    per-example batch size B (or None)."""
-    modes = _modes(mode, params)
+def _validate(target, own, plan, params, spec, per_example, modes, strict) -> int | None:
+    """Check keys, shapes, dtypes and devices against the target's parameters (``modes``: ``{name:
+    mode}``); return the per-example batch size B (or None)."""
     if strict:
         if spec is not None:
             missing = [n for n in spec.names if n not in params]
@@ -163,14 +162,13 @@ def _modes(mode: str | Mapping[str, str], params: Mapping) -> dict[str, str]:
     return dict(mode)
 
 
-def resolve(own: Mapping[str, torch.Tensor], params: Mapping, mode: str | Mapping[str, str], *,
-            factored: bool = False) -> dict:
+def _resolve(own: Mapping[str, torch.Tensor], params: Mapping, modes: Mapping[str, str], *,
+             factored: bool = False) -> dict:
     """Turn generated values into the tensors the target uses: θ, θ0 + Δθ, or W0 + B·A.
 
-    ``own`` are the target's named parameters; ``mode`` is one mode or ``{name: mode}``. With
+    ``own`` are the target's named parameters; ``modes`` is ``{name: mode}`` (from ``_modes``). With
     ``factored=True`` LoRA weights stay as ``LowRankWeight`` (for the per-example kernels).
     """
-    modes = _modes(mode, params)
     out = {}
     for name, value in params.items():
         if modes[name] == "absolute":
@@ -232,12 +230,12 @@ def functional_call(
     if isinstance(args, torch.Tensor):
         args = (args,)
     kwargs = {} if kwargs is None else kwargs
-    own = _own_parameters(target, params)
+    own, modes = _own_parameters(target, params), _modes(mode, params)
     plan = _plan(target, tuple(params), per_example)
-    batch = _validate(target, own, plan, params, spec, per_example, mode, strict)
+    batch = _validate(target, own, plan, params, spec, per_example, modes, strict)
     if not per_example:
-        return torch.func.functional_call(target, resolve(own, params, mode), args, kwargs, strict=False)
-    return _per_example_call(target, plan, resolve(own, params, mode, factored=True), batch, args, kwargs)
+        return torch.func.functional_call(target, _resolve(own, params, modes), args, kwargs, strict=False)
+    return _per_example_call(target, plan, _resolve(own, params, modes, factored=True), batch, args, kwargs)
 
 
 def _units(target: nn.Module, names) -> tuple[dict[str, tuple[nn.Module, dict[str, str], Callable]], bool]:
@@ -414,9 +412,9 @@ def materialize(
         params: one weight set (no batch dim), as for ``functional_call``.
         spec, mode, strict: as for ``functional_call``.
     """
-    own = _own_parameters(target, params)
-    _validate(target, own, _plan(target, tuple(params), False), params, spec, False, mode, strict)
-    resolved = resolve(own, params, mode)
+    own, modes = _own_parameters(target, params), _modes(mode, params)
+    _validate(target, own, _plan(target, tuple(params), False), params, spec, False, modes, strict)
+    resolved = _resolve(own, params, modes)
     plain = copy.deepcopy(target)
     with torch.no_grad():
         for name, value in resolved.items():
