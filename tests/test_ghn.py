@@ -182,14 +182,15 @@ def test_prediction_depends_on_the_graph_and_is_differentiable():
 
 
 def test_decoded_shapes_tile_and_slice():
-    block, vector = torch.randn(4, 3, 3, 3), torch.randn(4)
+    block, vector = torch.randn(2, 4, 3, 3, 3), torch.randn(2, 4)  # two decoded blocks
     w = _to_shape(block, vector, (10, 2, 5, 1))
-    assert w.shape == (10, 2, 5, 1)
-    assert torch.equal(w[4:8], w[:4]) and torch.equal(w[:4, :, :3, 0], block[:, :2, :, 1])  # tiled; kw=1: centre
-    assert torch.equal(w[:4, :, 3:, 0], block[:, :2, :2, 1])
-    assert torch.equal(_to_shape(block, vector, (6,)), torch.cat([vector, vector[:2]]))
-    assert _to_shape(block, vector, (1, 7, 5)).shape == (1, 7, 5)
-    assert _to_shape(block, vector, ()).shape == ()
+    assert w.shape == (2, 10, 2, 5, 1)
+    assert torch.equal(w[:, 4:8], w[:, :4]) and torch.equal(w[:, :4, :, :3, 0], block[:, :, :2, :, 1])  # tiled; kw=1
+    assert torch.equal(w[:, :4, :, 3:, 0], block[:, :, :2, :2, 1])
+    assert torch.equal(w[1], _to_shape(block[1:], vector[1:], (10, 2, 5, 1))[0])  # each block on its own
+    assert torch.equal(_to_shape(block, vector, (6,)), torch.cat([vector, vector[:, :2]], 1))
+    assert _to_shape(block, vector, (1, 7, 5)).shape == (2, 1, 7, 5)
+    assert _to_shape(block, vector, ()).shape == (2,)
 
 
 def test_recompute_bn_stats_uses_batches():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import GHNConfig
@@ -30,20 +31,28 @@ def _levels(n: int, edges: list[tuple[int, int]]) -> list[int]:
     return lv
 
 
-def _schedule(lv: torch.Tensor, edges: torch.Tensor, vedges: torch.Tensor, vw: torch.Tensor) -> list[tuple]:
-    """Per level: (nodes, data-edge sources, their local targets, virtual sources, local targets, weights)."""
-    order = torch.argsort(lv, stable=True)
-    counts = torch.bincount(lv)
-    starts = torch.cumsum(counts, 0) - counts
-    pos = torch.empty_like(lv)
-    pos[order] = torch.arange(len(lv)) - starts[lv[order]]  # rank of each node within its level
-    steps = []
-    e_lv, v_lv = lv[edges[1]], lv[vedges[1]]
-    for level, nodes in enumerate(torch.split(order, counts.tolist())):
-        e = edges[:, e_lv == level]
-        v = e_lv.new_zeros(0) if vedges.numel() == 0 else (v_lv == level).nonzero().squeeze(1)
-        steps.append((nodes, e[0], pos[e[1]], vedges[0, v], pos[vedges[1, v]], vw[v]))
-    return steps
+class _Schedule:
+    """One propagation pass over a DAG, level by level, in level-sorted node order.
+
+    Attributes:
+        order: node ids sorted by level (N,); ``inverse`` maps them back.
+        bounds: (start, end) of each level's nodes in sorted order.
+        adjacency: (N, 2N) incoming-message weights in sorted order; column 2j is node j's data-flow
+            message (weight 1), column 2j+1 its virtual one (weight 1/distance). Sources always sit in an
+            earlier level, so level rows only read columns before ``2 * start``.
+    """
+
+    def __init__(self, lv: torch.Tensor, edges: torch.Tensor, vedges: torch.Tensor, vw: torch.Tensor):
+        n = len(lv)
+        self.order = torch.argsort(lv, stable=True)
+        self.inverse = torch.empty_like(self.order)
+        self.inverse[self.order] = torch.arange(n)
+        ends = torch.cumsum(torch.bincount(lv), 0).tolist()
+        self.bounds = list(zip([0] + ends[:-1], ends, strict=True))
+        src = torch.cat([2 * self.inverse[edges[0]], 2 * self.inverse[vedges[0]] + 1])
+        dst = self.inverse[torch.cat([edges[1], vedges[1]])]
+        self.adjacency = torch.zeros(n, 2 * n).index_put_((dst, src), torch.cat([torch.ones(edges.shape[1]), vw]),
+                                                           accumulate=True)
 
 
 def _shape_features(shape: tuple[int, ...]) -> list[float]:
@@ -81,8 +90,8 @@ class _Batch:
         self.feats = torch.tensor(feats)  # (N, 6): log (out, in, kh, kw), relative depth from input / output
         e = torch.tensor(edges, dtype=torch.long).reshape(-1, 2).T  # (2, E)
         ve, vw = torch.cat(vedges, 1), 1.0 / torch.cat(vdist)
-        self.forward_steps = _schedule(torch.tensor(lv_f), e, ve, vw)
-        self.backward_steps = _schedule(torch.tensor(lv_b), e.flip(0), ve.flip(0), vw)
+        self.forward_pass = _Schedule(torch.tensor(lv_f), e, ve, vw)
+        self.backward_pass = _Schedule(torch.tensor(lv_b), e.flip(0), ve.flip(0), vw)
 
 
 def _mlp(i: int, h: int, o: int) -> nn.Sequential:
@@ -90,28 +99,27 @@ def _mlp(i: int, h: int, o: int) -> nn.Sequential:
 
 
 def _tile(x: torch.Tensor, shape: tuple[int, ...], centre_from: int) -> torch.Tensor:
-    """Slice (centred for dims >= ``centre_from``) or tile ``x`` to ``shape``, with one copy at most."""
-    for d, size in enumerate(shape):
+    """Slice (centred for dims >= ``centre_from``) or tile ``x`` (P, ...) to (P, *shape)."""
+    for d, size in enumerate(shape, 1):
         if size <= x.shape[d]:
-            x = x.narrow(d, (x.shape[d] - size) // 2 if d >= centre_from else 0, size)
-    reps = [-(-size // have) for size, have in zip(shape, x.shape, strict=True)]
-    if any(r > 1 for r in reps):
-        x = x.repeat(reps)
-        for d, size in enumerate(shape):
-            x = x.narrow(d, 0, size)
+            x = x.narrow(d, (x.shape[d] - size) // 2 if d > centre_from else 0, size)
+    reps = [-(-size // have) for size, have in zip(shape, x.shape[1:], strict=True)]
+    for d in reversed(range(len(shape))):  # innermost first: each copy moves long contiguous runs
+        if reps[d] > 1:
+            x = x.repeat([reps[d] if i == d + 1 else 1 for i in range(x.dim())]).narrow(d + 1, 0, shape[d])
     return x
 
 
 def _to_shape(block: torch.Tensor, vector: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """A tensor of ``shape`` from a decoded block (Bo, Bi, K, K) and vector (Bo,)."""
+    """Tensors (P, *shape) from P decoded blocks (P, Bo, Bi, K, K) and vectors (P, Bo)."""
     if len(shape) == 0:
-        return vector[0]
+        return vector[:, 0]
     if len(shape) == 1:
         return _tile(vector, shape, 1)
     if len(shape) > 4 or (len(shape) == 3 and shape[0] == 1):  # tokens, tables: a 2D matrix
-        return _to_shape(block, vector, (math.prod(shape[:-1]), shape[-1])).reshape(shape)
+        return _to_shape(block, vector, (math.prod(shape[:-1]), shape[-1])).reshape(-1, *shape)
     k = block.shape[-1] // 2
-    core = block[:, :, k, k] if len(shape) == 2 else block[:, :, k] if len(shape) == 3 else block
+    core = block[..., k, k] if len(shape) == 2 else block[..., k] if len(shape) == 3 else block
     return _tile(core, shape, 2)
 
 
@@ -146,25 +154,38 @@ class GHN(nn.Module):
         nn.init.normal_(self.dec_vector.weight, std=0.01)
         nn.init.zeros_(self.dec_vector.bias)
 
-    def _pass(self, h: torch.Tensor, steps: list[tuple], msgs: nn.ModuleList, gru: nn.GRUCell) -> torch.Tensor:
-        data, virtual = msgs[0](h), msgs[1](h)  # (N, H) each
-        for nodes, e_src, e_dst, v_src, v_dst, v_w in steps:
-            m = h.new_zeros(len(nodes), h.shape[1]).index_add(0, e_dst, data[e_src])  # (n_l, H)
-            if len(v_src):
-                m = m.index_add(0, v_dst, virtual[v_src] * v_w[:, None])
-            new = gru(m, h[nodes])  # (n_l, H)
-            h = h.index_copy(0, nodes, new)
-            data = data.index_copy(0, nodes, msgs[0](new))
-            virtual = virtual.index_copy(0, nodes, msgs[1](new))
-        return h
+    def _pass(self, h: torch.Tensor, schedule: _Schedule, msgs: nn.ModuleList, gru: nn.GRUCell) -> torch.Tensor:
+        """One GRU update of every node, level by level, from its data-flow and virtual predecessors.
+
+        Both message MLPs run as one (block-diagonal second layer), and each node is updated once,
+        from its initial state, so the GRU's hidden projection of all nodes is computed up front.
+        """
+        n, width = h.shape
+        (w1d, _, w2d), (w1v, _, w2v) = msgs
+        w1, b1 = torch.cat([w1d.weight, w1v.weight]), torch.cat([w1d.bias, w1v.bias])  # (2H, H)
+        w2, b2 = torch.block_diag(w2d.weight, w2v.weight), torch.cat([w2d.bias, w2v.bias])  # (2H, 2H)
+        h = h[schedule.order]  # (N, H), level-sorted
+        hidden = F.linear(h, gru.weight_hh, gru.bias_hh)  # (N, 3H)
+        table = h.new_zeros(n, 2 * width)  # [data | virtual] message of each updated node
+        messages = table.view(2 * n, width)
+        new_states = []
+        for start, end in schedule.bounds:
+            m = schedule.adjacency[start:end, :2 * start] @ messages[:2 * start]  # (n_l, H)
+            gates, gh = F.linear(m, gru.weight_ih, gru.bias_ih), hidden[start:end]  # (n_l, 3H) each
+            r, z = torch.sigmoid(gates[:, :2 * width] + gh[:, :2 * width]).chunk(2, 1)
+            cand = torch.tanh(torch.addcmul(gates[:, 2 * width:], r, gh[:, 2 * width:]))
+            new = torch.lerp(cand, h[start:end], z)  # GRU: (1 - z) * cand + z * h
+            new_states.append(new)
+            table[start:end] = F.linear(F.relu(F.linear(new, w1, b1)), w2, b2)
+        return torch.cat(new_states)[schedule.inverse]
 
     def embed(self, graphs: list[Graph]) -> tuple[torch.Tensor, _Batch]:
         """Node embeddings (N, H) after the gated graph network, for the union of ``graphs``."""
         batch = _Batch(graphs, self.config.max_dist)
         h = self.op_embed(batch.ops) + self.shape_embed(batch.feats)  # (N, H)
         for _ in range(self.config.rounds):
-            h = self._pass(h, batch.forward_steps, self.fwd_msg, self.fwd_gru)
-            h = self._pass(h, batch.backward_steps, self.bwd_msg, self.bwd_gru)
+            h = self._pass(h, batch.forward_pass, self.fwd_msg, self.fwd_gru)
+            h = self._pass(h, batch.backward_pass, self.bwd_msg, self.bwd_gru)
         return self.norm(h), batch
 
     def forward(self, graphs: list[Graph]) -> list[dict[str, torch.Tensor]]:
@@ -189,10 +210,17 @@ class GHN(nn.Module):
         z = self.dec(h[torch.tensor(rows)] + self.slot_embed(torch.tensor(slots)))  # (P, D)
         blocks = self.dec_block(z).view(len(rows), c.block_out, c.block_in, c.kernel, c.kernel)
         vectors = self.dec_vector(z)  # (P, Bo)
+        groups: dict[tuple, list[int]] = {}  # tensors decoded alike: same shape and normalisation
         for p, (gi, name) in enumerate(where):
-            entry = graphs[gi].spec[name]
-            block, vector = _normalise(blocks[p], vectors[p], entry)  # elementwise: commutes with tiling
-            out[gi][name] = _to_shape(block, vector, entry.shape)
+            e = graphs[gi].spec[name]
+            groups.setdefault((e.shape, e.kind == "norm", e.role, e.fan_in), []).append(p)
+        for members in groups.values():
+            gi, name = where[members[0]]
+            entry, idx = graphs[gi].spec[name], torch.tensor(members)
+            block, vector = _normalise(blocks[idx], vectors[idx], entry)  # elementwise: commutes with tiling
+            for p, tensor in zip(members, _to_shape(block, vector, entry.shape).unbind(0), strict=True):
+                gi, name = where[p]
+                out[gi][name] = tensor
         return out
 
 
