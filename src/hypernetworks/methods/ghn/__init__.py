@@ -2,7 +2,8 @@
 et al., ICLR 2018).
 
 ``build_graph(model, x)`` turns any module into a graph of operations; ``GHN`` predicts all parameters of
-the network behind a graph in one forward pass; ``predict(ghn, model)`` fills a module in place and reports
+the network behind a graph in one forward pass (``SMASH``: the same from an architecture encoding, without
+message passing); ``predict(ghn, model)`` fills a module in place and reports
 what it did not predict; ``load_pretrained()`` returns the GHN shipped with the package (trained on
 small Fashion-MNIST networks by ``hypernetworks.methods.ghn.train``).
 """
@@ -22,6 +23,7 @@ from .predict import predict_state_dict as predict_state_dict
 from .predict import recompute_bn_stats as recompute_bn_stats
 from .sampler import Net as Net
 from .sampler import sample_genotype as sample_genotype
+from .smash import SMASH as SMASH
 from .train import ArchPool as ArchPool
 from .train import TrainConfig as TrainConfig
 from .train import load_checkpoint as load_checkpoint
@@ -44,8 +46,8 @@ def load_pretrained(path: str | Path = CHECKPOINT) -> GHN:
     return load_checkpoint(path)[0].eval()
 
 
-__all__ = ["CHECKPOINT", "GHN", "OP_TYPES", "ArchPool", "GHNConfig", "Graph", "GraphError", "Net", "PredictReport",
-           "TrainConfig", "build_graph", "load_checkpoint", "load_pretrained", "predict", "predict_state_dict",
-           "recompute_bn_stats", "sample_genotype", "save_checkpoint", "train_ghn"]
+__all__ = ["CHECKPOINT", "GHN", "OP_TYPES", "SMASH", "ArchPool", "GHNConfig", "Graph", "GraphError", "Net",
+           "PredictReport", "TrainConfig", "build_graph", "load_checkpoint", "load_pretrained", "predict",
+           "predict_state_dict", "recompute_bn_stats", "sample_genotype", "save_checkpoint", "train_ghn"]
 
 register_method("ghn2", GHN)

@@ -13,7 +13,8 @@ class GHNConfig(DictConfig):
 
     Attributes:
         hidden: width H of node embeddings and of the gated graph network.
-        rounds: forward+backward propagation rounds of the gated graph network.
+        rounds: forward+backward propagation rounds of the gated graph network (0: none, each node is
+            decoded from its own features only).
         max_dist: longest shortest path that gets a virtual edge (GHN-2's s_max; 1 disables them).
         block_out: output channels of the decoded block (tiled/sliced to each target's out dim).
         block_in: input channels of the decoded block (tiled/sliced to each target's in dim).
@@ -21,6 +22,8 @@ class GHNConfig(DictConfig):
         decoder_hidden: width of the decoder's hidden layer.
         max_params_per_node: most parameter tensors one node owns (multi-head attention owns 4, LSTM layers 4
             per layer); each gets its own slot embedding.
+        arch_code: add an embedding of a fixed-length code of the whole architecture (op-type histogram,
+            size, depth) to every node, as SMASH conditions on an architecture encoding.
     """
 
     hidden: int = 64
@@ -31,9 +34,11 @@ class GHNConfig(DictConfig):
     kernel: int = 3
     decoder_hidden: int = 64
     max_params_per_node: int = 16
+    arch_code: bool = False
 
     def __post_init__(self):
-        for name in ("hidden", "rounds", "max_dist", "block_out", "block_in", "kernel", "decoder_hidden",
-                     "max_params_per_node"):
+        for name in ("hidden", "max_dist", "block_out", "block_in", "kernel", "decoder_hidden", "max_params_per_node"):
             if getattr(self, name) < 1:
                 raise ValueError(f"GHNConfig: {name} must be >= 1, got {getattr(self, name)}.")
+        if self.rounds < 0:
+            raise ValueError(f"GHNConfig: rounds must be >= 0, got {self.rounds}.")

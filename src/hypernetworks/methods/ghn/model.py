@@ -62,36 +62,57 @@ def _shape_features(shape: tuple[int, ...]) -> list[float]:
     return [math.log2(1 + d) / 10 for d in dims + spatial]
 
 
-class _Batch:
-    """Several graphs as one disjoint graph, with the level schedules of both passes."""
+def _architecture_code(g: Graph, ops: list[int], depth: int) -> list[float]:
+    """A fixed-length code of a whole architecture: op-type fractions, log sizes and relative depth."""
+    hist = [0.0] * len(OP_TYPES)
+    for o in ops:
+        hist[o] += 1 / len(ops)
+    n_params = sum(math.prod(e.shape) for e in g.spec.entries) if g.spec is not None else 0
+    return hist + [math.log2(1 + len(g)) / 10, math.log2(1 + n_params) / 25, depth / len(g)]
 
-    def __init__(self, graphs: list[Graph], max_dist: int):
-        ops, feats, edges, vedges, vdist, lv_f, lv_b, self.offsets = [], [], [], [], [], [], [], []
+
+CODE_DIM = len(OP_TYPES) + 3
+
+
+class _Batch:
+    """Several graphs as one disjoint graph: node features, architecture codes and, when ``propagate``,
+    the level schedules of the forward and backward passes."""
+
+    def __init__(self, graphs: list[Graph], max_dist: int, propagate: bool = True):
+        ops, feats, codes, edges, vedges, vdist, lv_f, lv_b, self.offsets = [], [], [], [], [], [], [], [], []
         n = 0
         for g in graphs:
             self.offsets.append(n)
-            if max_dist not in g.cache:
-                ve, vd = g.virtual_edges(max_dist)
+            if "nodes" not in g.cache:
                 back = _levels(len(g), [(len(g) - 1 - d, len(g) - 1 - s) for s, d in g.edges])
-                g.cache[max_dist] = ([OP_TYPES.index(o) for o in g.ops], [_shape_features(s) for s in g.shapes],
-                                     ve, vd, _levels(len(g), g.edges), back[::-1])
-            o, f, ve, vd, lf, lb = g.cache[max_dist]
+                o, lf = [OP_TYPES.index(o) for o in g.ops], _levels(len(g), g.edges)
+                g.cache["nodes"] = (o, [_shape_features(s) for s in g.shapes], lf, back[::-1],
+                                    _architecture_code(g, o, max(max(lf), 1)))
+            if propagate and max_dist not in g.cache:
+                g.cache[max_dist] = g.virtual_edges(max_dist)
+            o, f, lf, lb, code = g.cache["nodes"]
             depth = max(max(lf), 1)
             ops += o
             feats += [fi + [a / depth, b / depth] for fi, a, b in zip(f, lf, lb, strict=True)]
+            codes.append(code)
             edges += [(s + n, d + n) for s, d in g.edges]
-            vedges.append(ve + n)
-            vdist.append(vd)
+            if propagate:
+                ve, vd = g.cache[max_dist]
+                vedges.append(ve + n)
+                vdist.append(vd)
             lv_f += lf
             lv_b += lb
             n += len(g)
         self.n = n
         self.ops = torch.tensor(ops)
         self.feats = torch.tensor(feats)  # (N, 6): log (out, in, kh, kw), relative depth from input / output
-        e = torch.tensor(edges, dtype=torch.long).reshape(-1, 2).T  # (2, E)
-        ve, vw = torch.cat(vedges, 1), 1.0 / torch.cat(vdist)
-        self.forward_pass = _Schedule(torch.tensor(lv_f), e, ve, vw)
-        self.backward_pass = _Schedule(torch.tensor(lv_b), e.flip(0), ve.flip(0), vw)
+        self.codes = torch.tensor(codes)  # (G, CODE_DIM)
+        self.graph_of = torch.repeat_interleave(torch.tensor([len(g) for g in graphs]))  # (N,)
+        if propagate:
+            e = torch.tensor(edges, dtype=torch.long).reshape(-1, 2).T  # (2, E)
+            ve, vw = torch.cat(vedges, 1), 1.0 / torch.cat(vdist)
+            self.forward_pass = _Schedule(torch.tensor(lv_f), e, ve, vw)
+            self.backward_pass = _Schedule(torch.tensor(lv_b), e.flip(0), ve.flip(0), vw)
 
 
 def _mlp(i: int, h: int, o: int) -> nn.Sequential:
@@ -142,10 +163,13 @@ class GHN(nn.Module):
         self.config = c = config or GHNConfig()
         self.op_embed = nn.Embedding(len(OP_TYPES), c.hidden)
         self.shape_embed = nn.Linear(6, c.hidden)
-        self.fwd_msg = nn.ModuleList([_mlp(c.hidden, c.hidden, c.hidden) for _ in range(2)])  # data, virtual
-        self.bwd_msg = nn.ModuleList([_mlp(c.hidden, c.hidden, c.hidden) for _ in range(2)])
-        self.fwd_gru = nn.GRUCell(c.hidden, c.hidden)
-        self.bwd_gru = nn.GRUCell(c.hidden, c.hidden)
+        if c.arch_code:
+            self.arch_embed = nn.Linear(CODE_DIM, c.hidden)
+        if c.rounds:
+            self.fwd_msg = nn.ModuleList([_mlp(c.hidden, c.hidden, c.hidden) for _ in range(2)])  # data, virtual
+            self.bwd_msg = nn.ModuleList([_mlp(c.hidden, c.hidden, c.hidden) for _ in range(2)])
+            self.fwd_gru = nn.GRUCell(c.hidden, c.hidden)
+            self.bwd_gru = nn.GRUCell(c.hidden, c.hidden)
         self.norm = nn.LayerNorm(c.hidden)
         self.slot_embed = nn.Embedding(c.max_params_per_node, c.hidden)
         self.dec = nn.Sequential(nn.Linear(c.hidden, c.decoder_hidden), nn.ReLU())
@@ -181,8 +205,10 @@ class GHN(nn.Module):
 
     def embed(self, graphs: list[Graph]) -> tuple[torch.Tensor, _Batch]:
         """Node embeddings (N, H) after the gated graph network, for the union of ``graphs``."""
-        batch = _Batch(graphs, self.config.max_dist)
+        batch = _Batch(graphs, self.config.max_dist, propagate=self.config.rounds > 0)
         h = self.op_embed(batch.ops) + self.shape_embed(batch.feats)  # (N, H)
+        if self.config.arch_code:
+            h = h + self.arch_embed(batch.codes)[batch.graph_of]
         for _ in range(self.config.rounds):
             h = self._pass(h, batch.forward_pass, self.fwd_msg, self.fwd_gru)
             h = self._pass(h, batch.backward_pass, self.bwd_msg, self.bwd_gru)
