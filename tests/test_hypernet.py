@@ -64,6 +64,21 @@ def test_summary_lists_tensors_and_costs():
     assert f"{10 * 147 * 4 / 2**20:,.3f} MiB" in text
 
 
+def test_decode_matches_generate_and_freeze_target():
+    target = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    spec = hn.ParamSpec.from_module(target, include=["2.*"])
+    hnet = hn.HyperNetwork(target, spec, encoder=hn.encoders.Embedding(3, 8), head=hn.heads.Full(),
+                           mode="residual", freeze_target=True)
+    cond = torch.tensor([0, 2])
+    z = hnet.encoder(cond)
+    assert all(torch.equal(a, b) for a, b in zip(hnet.decode(z).values(), hnet.generate(cond).values(), strict=True))
+    assert not any(p.requires_grad for p in target.parameters())
+    assert all(p.requires_grad for p in hnet.head.parameters()) and hnet.num_trainable > 0
+    loose = hn.HyperNetwork(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), spec,
+                            encoder=hn.encoders.Embedding(3, 8), head=hn.heads.Full(), mode="residual")
+    assert all(p.requires_grad for p in loose.target.parameters())
+
+
 def test_check_finite():
     hnet = make()
     hnet.check_finite = True

@@ -32,6 +32,8 @@ class HyperNetwork(nn.Module):
             conditions drawn with ``seed``).
         seed: seed of the calibration draw.
         check_finite: raise if a generated tensor holds NaN/inf (one device sync per call).
+        freeze_target: also freeze the target's tensors that are not generated (adapters, edits), so only
+            the encoder and head train; in ``residual`` mode θ0 is then frozen too.
 
     Example:
         >>> target = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
@@ -44,7 +46,8 @@ class HyperNetwork(nn.Module):
 
     def __init__(self, target: nn.Module, spec: ParamSpec | None = None, *, encoder: Encoder, head: Head,
                  mode: str = "absolute", init: str = "hyperfan_in", lora_rank: int = 4,
-                 calibration: torch.Tensor | None = None, seed: int = 0, check_finite: bool = False):
+                 calibration: torch.Tensor | None = None, seed: int = 0, check_finite: bool = False,
+                 freeze_target: bool = False):
         super().__init__()
         if mode not in F.MODES:
             raise ValueError(f"HyperNetwork: mode must be one of {F.MODES}, got {mode!r}.")
@@ -60,6 +63,8 @@ class HyperNetwork(nn.Module):
         self.target, self.spec, self.encoder, self.head = target, spec, encoder, head
         self.mode, self.init_scheme, self.check_finite = mode, init, check_finite
         self._factors_here = mode == "lora" and not isinstance(head, LowRank)
+        if freeze_target:
+            target.requires_grad_(False)
         self._freeze_generated()
 
         moments = target_moments(spec, init, mode, target)
@@ -87,7 +92,11 @@ class HyperNetwork(nn.Module):
     # --- generation and calls --------------------------------------------------------------
     def generate(self, cond: torch.Tensor) -> dict:
         """``{name: tensor}`` (``LoRA`` factors in lora mode), with a leading B for batched ``cond``."""
-        params = self.head(self.encoder(cond))
+        return self.decode(self.encoder(cond))
+
+    def decode(self, z: torch.Tensor) -> dict:
+        """``generate`` from an encoder output ``z`` ((E,) or (B, E)), for callers that also use ``z``."""
+        params = self.head(z)
         if self._factors_here:
             params = assemble_factors(self.spec, params, dense=False)
         if self.check_finite:

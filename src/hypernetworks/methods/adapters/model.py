@@ -74,7 +74,6 @@ class GeneratedAdapters(nn.Module):
 
     def __init__(self, target: nn.Module, config: AdapterConfig, *, calibration: torch.Tensor | None = None):
         super().__init__()
-        target.requires_grad_(False)
         self.config = config
         if config.num_tasks is not None:
             self.encoder = encoders.Embedding(config.num_tasks, config.cond_dim)
@@ -83,12 +82,12 @@ class GeneratedAdapters(nn.Module):
         head = {"hidden": config.hidden, "layer_dim": config.layer_dim, "type_dim": config.type_dim}
         self.lora = HyperNetwork(target, lora_spec(target, config.target_modules, config.exclude_modules),
                                  encoder=self.encoder, head=Layerwise(**head), mode="lora", init="zero_delta",
-                                 lora_rank=config.rank, calibration=calibration, seed=config.seed)
+                                 lora_rank=config.rank, calibration=calibration, seed=config.seed, freeze_target=True)
         self.norms = None
         if config.norm_modules is not None:
             self.norms = HyperNetwork(target, norm_spec(target, config.norm_modules), encoder=self.encoder,
                                       head=Layerwise(**head), mode="residual", init="zero_delta",
-                                      calibration=calibration, seed=config.seed)
+                                      calibration=calibration, seed=config.seed, freeze_target=True)
 
     @property
     def target(self) -> nn.Module:

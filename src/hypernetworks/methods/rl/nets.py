@@ -65,7 +65,7 @@ class _Generated(nn.Module):
             raise ValueError(f"{self.api}: {self.names[0]} and {self.names[1]} need the same batch, got "
                              f"{len(cond)} and {len(x)}.")
         z = self.hnet.encoder(cond)  # (B, E)
-        params = self.hnet.head(z)  # {name: (B, *shape)}
+        params = self.hnet.decode(z)  # {name: (B, *shape)}
         if self.gain is not None:
             gains = (1 + self.gain(z)).split(self.units, dim=-1)  # per layer (B, O_l)
             for name, g in zip(self.layers, gains, strict=True):
