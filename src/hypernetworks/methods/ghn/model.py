@@ -19,6 +19,7 @@ from torch import nn
 
 from .config import GHNConfig
 from .graph import OP_TYPES, Graph, build_graph  # noqa: F401  (build_graph: used in the docstring example)
+from .graphormer import GraphTransformer, distance_buckets
 
 __all__ = ["GHN"]
 
@@ -75,10 +76,12 @@ CODE_DIM = len(OP_TYPES) + 3
 
 
 class _Batch:
-    """Several graphs as one disjoint graph: node features, architecture codes and, when ``propagate``,
-    the level schedules of the forward and backward passes."""
+    """Several graphs as one disjoint graph: node features, architecture codes, and what the graph
+    encoder needs: the level schedules of both passes (``"gated"``) or degrees and distance buckets
+    (``"transformer"``); nothing for ``None``."""
 
-    def __init__(self, graphs: list[Graph], max_dist: int, propagate: bool = True):
+    def __init__(self, graphs: list[Graph], max_dist: int, encoder: str | None = "gated"):
+        propagate = encoder == "gated"
         ops, feats, codes, edges, vedges, vdist, lv_f, lv_b, self.offsets = [], [], [], [], [], [], [], [], []
         n = 0
         for g in graphs:
@@ -108,11 +111,16 @@ class _Batch:
         self.feats = torch.tensor(feats)  # (N, 6): log (out, in, kh, kw), relative depth from input / output
         self.codes = torch.tensor(codes)  # (G, CODE_DIM)
         self.graph_of = torch.repeat_interleave(torch.tensor([len(g) for g in graphs]))  # (N,)
+        e = torch.tensor(edges, dtype=torch.long).reshape(-1, 2).T  # (2, E)
         if propagate:
-            e = torch.tensor(edges, dtype=torch.long).reshape(-1, 2).T  # (2, E)
             ve, vw = torch.cat(vedges, 1), 1.0 / torch.cat(vdist)
             self.forward_pass = _Schedule(torch.tensor(lv_f), e, ve, vw)
             self.backward_pass = _Schedule(torch.tensor(lv_b), e.flip(0), ve.flip(0), vw)
+        if encoder == "transformer":
+            self.in_degree, self.out_degree = torch.bincount(e[1], minlength=n), torch.bincount(e[0], minlength=n)
+            self.buckets = torch.full((n, n), -1, dtype=torch.long)  # (N, N); -1 between graphs
+            for g, start in zip(graphs, self.offsets, strict=True):
+                self.buckets[start:start + len(g), start:start + len(g)] = distance_buckets(g.distances(), max_dist)
 
 
 def _mlp(i: int, h: int, o: int) -> nn.Sequential:
@@ -165,7 +173,9 @@ class GHN(nn.Module):
         self.shape_embed = nn.Linear(6, c.hidden)
         if c.arch_code:
             self.arch_embed = nn.Linear(CODE_DIM, c.hidden)
-        if c.rounds:
+        if c.rounds and c.encoder == "transformer":
+            self.transformer = GraphTransformer(c.hidden, c.rounds, c.heads, c.max_dist)
+        elif c.rounds:
             self.fwd_msg = nn.ModuleList([_mlp(c.hidden, c.hidden, c.hidden) for _ in range(2)])  # data, virtual
             self.bwd_msg = nn.ModuleList([_mlp(c.hidden, c.hidden, c.hidden) for _ in range(2)])
             self.fwd_gru = nn.GRUCell(c.hidden, c.hidden)
@@ -204,12 +214,15 @@ class GHN(nn.Module):
         return torch.cat(new_states)[schedule.inverse]
 
     def embed(self, graphs: list[Graph]) -> tuple[torch.Tensor, _Batch]:
-        """Node embeddings (N, H) after the gated graph network, for the union of ``graphs``."""
-        batch = _Batch(graphs, self.config.max_dist, propagate=self.config.rounds > 0)
+        """Node embeddings (N, H) after the graph encoder, for the union of ``graphs``."""
+        c = self.config
+        batch = _Batch(graphs, c.max_dist, c.encoder if c.rounds else None)
         h = self.op_embed(batch.ops) + self.shape_embed(batch.feats)  # (N, H)
-        if self.config.arch_code:
+        if c.arch_code:
             h = h + self.arch_embed(batch.codes)[batch.graph_of]
-        for _ in range(self.config.rounds):
+        if c.rounds and c.encoder == "transformer":
+            return self.norm(self.transformer(h, batch.in_degree, batch.out_degree, batch.buckets)), batch
+        for _ in range(c.rounds):
             h = self._pass(h, batch.forward_pass, self.fwd_msg, self.fwd_gru)
             h = self._pass(h, batch.backward_pass, self.bwd_msg, self.bwd_gru)
         return self.norm(h), batch
