@@ -1,5 +1,5 @@
-"""Graph hypernetworks (GHN-2, Knyazev et al., NeurIPS 2021; GHN, Zhang et al., ICLR 2019; SMASH, Brock
-et al., ICLR 2018).
+"""Graph hypernetworks (GHN-2, Knyazev et al., NeurIPS 2021; GHN-3, Knyazev et al., ICML 2023; GHN, Zhang
+et al., ICLR 2019; SMASH, Brock et al., ICLR 2018).
 
 ``build_graph(model, x)`` turns any module into a graph of operations; ``GHN`` predicts all parameters of
 the network behind a graph in one forward pass (``SMASH``: the same from an architecture encoding, without
