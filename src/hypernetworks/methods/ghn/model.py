@@ -6,7 +6,7 @@ embeddings (op type + parameter shape + relative depth) -> gated graph network w
 and a backward pass (reverse order) over data-flow edges and virtual edges weighted by 1/distance
 -> layer norm -> a shape-aware decoder that decodes a fixed (block_out, block_in, kernel, kernel)
 block per tensor and tiles/slices it to the tensor's shape -> operation-dependent normalisation
-(weight matrices/kernels standardised and scaled by 1/sqrt(fan_in), norm scales centred on 1).
+(weight matrices/kernels scaled by 1/sqrt(fan_in), norm scales centred on 1).
 ``GHNConfig(encoder="transformer")`` swaps the gated graph network for GHN-3's transformer layers
 (``graphormer``); ``rounds=0`` and ``arch_code=True`` give the SMASH-style baseline (``smash``).
 """
