@@ -66,12 +66,20 @@ def _check_graph(g, model):
     assert len(g) - 1 in reach, "the output is not reached from the input"
 
 
+@pytest.fixture(scope="module")
+def ghn3():
+    torch.manual_seed(0)
+    return GHN(GHNConfig(hidden=16, block_out=8, block_in=8, decoder_hidden=16, encoder="transformer", heads=2))
+
+
 @pytest.mark.parametrize("name,side", FAMILIES)
-def test_graph_of_every_torchvision_family_under_no_grad(name, side):
+def test_graph_of_every_torchvision_family_under_no_grad(name, side, ghn3):
     model = _torchvision(name)
     with torch.no_grad():
         g = build_graph(model, torch.zeros(1, 3, side, side))
+        params = ghn3([g])[0]  # the GHN-3-style encoder handles every family too
     _check_graph(g, model)
+    assert params and all(v.shape == model.get_parameter(n).shape and v.isfinite().all() for n, v in params.items())
     if name == "vit_b_16":  # attention layers and the free tensors (class token, position embedding) are nodes
         assert g.ops.count("attention") == 12
         free = {p for p, op in zip(g.params, g.ops, strict=True) if op == "param"}
