@@ -50,3 +50,22 @@ def test_lora_and_batchnorm_on_cuda():
     torch.testing.assert_close(y, target(x), atol=1e-5, rtol=1e-4)
     y.square().sum().backward()
     assert target[1].running_mean.device.type == "cuda" and target[1].num_batches_tracked == 2
+
+
+@pytest.mark.parametrize("encoder", ["gated", "transformer"])
+def test_ghn_on_cuda_matches_cpu(encoder):
+    import torchvision
+
+    from hypernetworks.methods.ghn import GHN, GHNConfig, build_graph, predict
+
+    torch.manual_seed(0)
+    ghn = GHN(GHNConfig(hidden=32, encoder=encoder)).eval()
+    model = torchvision.models.resnet18()
+    graph = build_graph(model, torch.zeros(1, 3, 64, 64))
+    with torch.no_grad():
+        want = ghn([graph])[0]
+        got = ghn.to(CUDA)([graph])[0]
+    for name, value in want.items():
+        torch.testing.assert_close(got[name].cpu(), value, atol=1e-4, rtol=1e-3)
+    report = predict(ghn, model.to(CUDA), torch.zeros(1, 3, 64, 64, device=CUDA))
+    assert not report.not_predicted and model.fc.weight.is_cuda

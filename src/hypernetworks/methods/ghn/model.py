@@ -124,6 +124,15 @@ class _Batch:
             for g, start in zip(graphs, self.offsets, strict=True):
                 self.buckets[start:start + len(g), start:start + len(g)] = distance_buckets(g.distances(), max_dist)
 
+    def to(self, device: torch.device) -> _Batch:
+        """Move every tensor (built on the CPU) to ``device``, in place; returns self."""
+        for owner in (self, getattr(self, "forward_pass", None), getattr(self, "backward_pass", None)):
+            if owner is not None:
+                for name, value in vars(owner).items():
+                    if isinstance(value, torch.Tensor):
+                        setattr(owner, name, value.to(device))
+        return self
+
 
 def _mlp(i: int, h: int, o: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(i, h), nn.ReLU(), nn.Linear(h, o))
@@ -218,7 +227,7 @@ class GHN(nn.Module):
     def embed(self, graphs: list[Graph]) -> tuple[torch.Tensor, _Batch]:
         """Node embeddings (N, H) after the graph encoder, for the union of ``graphs``."""
         c = self.config
-        batch = _Batch(graphs, c.max_dist, c.encoder if c.rounds else None)
+        batch = _Batch(graphs, c.max_dist, c.encoder if c.rounds else None).to(self.op_embed.weight.device)
         h = self.op_embed(batch.ops) + self.shape_embed(batch.feats)  # (N, H)
         if c.arch_code:
             h = h + self.arch_embed(batch.codes)[batch.graph_of]
@@ -248,7 +257,7 @@ class GHN(nn.Module):
         out: list[dict[str, torch.Tensor]] = [{} for _ in graphs]
         if not rows:
             return out
-        z = self.dec(h[torch.tensor(rows)] + self.slot_embed(torch.tensor(slots)))  # (P, D)
+        z = self.dec(h[torch.tensor(rows, device=h.device)] + self.slot_embed(torch.tensor(slots, device=h.device)))
         blocks = self.dec_block(z).view(len(rows), c.block_out, c.block_in, c.kernel, c.kernel)
         vectors = self.dec_vector(z)  # (P, Bo)
         groups: dict[tuple, list[int]] = {}  # tensors decoded alike: same shape and normalisation
@@ -257,7 +266,7 @@ class GHN(nn.Module):
             groups.setdefault((e.shape, e.kind == "norm", e.role, e.fan_in), []).append(p)
         for members in groups.values():
             gi, name = where[members[0]]
-            entry, idx = graphs[gi].spec[name], torch.tensor(members)
+            entry, idx = graphs[gi].spec[name], torch.tensor(members, device=h.device)
             block, vector = _normalise(blocks[idx], vectors[idx], entry)  # elementwise: commutes with tiling
             for p, tensor in zip(members, _to_shape(block, vector, entry.shape).unbind(0), strict=True):
                 gi, name = where[p]
