@@ -40,12 +40,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--encoder", choices=("gated", "transformer"), default="gated",
+                        help="GHN-2's gated graph network (1 round) or GHN-3's transformer (3 layers)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    ghn = GHN(GHNConfig(hidden=128, decoder_hidden=128, block_out=32, block_in=32, kernel=3)).eval()
+    rounds = 1 if args.encoder == "gated" else 3
+    ghn = GHN(GHNConfig(hidden=128, decoder_hidden=128, block_out=32, block_in=32, kernel=3, encoder=args.encoder,
+                        rounds=rounds)).eval()
     n_ghn = sum(p.numel() for p in ghn.parameters())
-    print(f"ghn_predict: GHN of {n_ghn / 1e6:.2f}M parameters, torch threads = {torch.get_num_threads()}, "
-          f"medians of {args.repeats} runs")
+    print(f"ghn_predict: {args.encoder} GHN of {n_ghn / 1e6:.2f}M parameters, torch threads = "
+          f"{torch.get_num_threads()}, medians of {args.repeats} runs")
     print(f"{'model':<10}{'params':>9}{'graph s':>9}{'forward s':>11}{'predict s':>11}{'copy s':>8}{'nodes':>7}"
           "  not predicted")
     for name, side in MODELS.items():
@@ -57,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         params = list(model.parameters())
 
         def forward(graph=graph):
-            graph.cache.clear()  # as for a new graph: virtual edges and schedule recomputed
+            graph.cache.clear()  # as for a new graph: virtual edges, schedule or distances recomputed
             ghn([graph])
 
         t_graph = _time(lambda: build_graph(model, x), args.repeats)  # noqa: B023

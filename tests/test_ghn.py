@@ -245,6 +245,10 @@ def test_decoded_shapes_tile_and_slice():
     assert torch.equal(_to_shape(block, vector, (6,)), torch.cat([vector, vector[:, :2]], 1))
     assert _to_shape(block, vector, (1, 7, 5)).shape == (2, 1, 7, 5)
     assert _to_shape(block, vector, ()).shape == (2,)
+    for shape in [(10, 2, 5, 1), (9, 7), (6,), (), (1, 7, 5), (2, 3, 4, 5, 6)]:  # written in place: the same values
+        into = [torch.full(shape, float("nan")) for _ in range(2)]
+        assert _to_shape(block, vector, shape, into) is None
+        assert torch.equal(torch.stack(into), _to_shape(block, vector, shape))
 
 
 def test_recompute_bn_stats_uses_batches():

@@ -138,29 +138,48 @@ def _mlp(i: int, h: int, o: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(i, h), nn.ReLU(), nn.Linear(h, o))
 
 
-def _tile(x: torch.Tensor, shape: tuple[int, ...], centre_from: int) -> torch.Tensor:
-    """Slice (centred for dims >= ``centre_from``) or tile ``x`` (P, ...) to (P, *shape)."""
+def _tile(x: torch.Tensor, shape: tuple[int, ...], centre_from: int, into: list | None = None) -> torch.Tensor | None:
+    """Slice (centred for dims >= ``centre_from``) or tile ``x`` (P, ...) to (P, *shape).
+
+    With ``into`` (P tensors of ``shape``) the result is written there instead, and the outermost tiling
+    is a broadcast copy: the full-size tensor is never built twice.
+    """
     for d, size in enumerate(shape, 1):
         if size <= x.shape[d]:
             x = x.narrow(d, (x.shape[d] - size) // 2 if d > centre_from else 0, size)
-    reps = [-(-size // have) for size, have in zip(shape, x.shape[1:], strict=True)]
-    for d in reversed(range(len(shape))):  # innermost first: each copy moves long contiguous runs
-        if reps[d] > 1:
-            x = x.repeat([reps[d] if i == d + 1 else 1 for i in range(x.dim())]).narrow(d + 1, 0, shape[d])
-    return x
+    tiled = [d for d in reversed(range(len(shape))) if x.shape[d + 1] < shape[d]]  # innermost first
+    last = tiled.pop() if into is not None and tiled else None
+    for d in tiled:  # each copy moves long contiguous runs
+        reps = -(-shape[d] // x.shape[d + 1])
+        x = x.repeat([reps if i == d + 1 else 1 for i in range(x.dim())]).narrow(d + 1, 0, shape[d])
+    if into is None:
+        return x
+    for src, dest in zip(x, into, strict=True):
+        if last is None:
+            dest.copy_(src)
+            continue
+        have, full = src.shape[last], shape[last] // src.shape[last]
+        dest.narrow(last, 0, full * have).unflatten(last, (full, have)).copy_(src.unsqueeze(last))
+        if shape[last] % have:
+            dest.narrow(last, full * have, shape[last] % have).copy_(src.narrow(last, 0, shape[last] % have))
+    return None
 
 
-def _to_shape(block: torch.Tensor, vector: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """Tensors (P, *shape) from P decoded blocks (P, Bo, Bi, K, K) and vectors (P, Bo)."""
+def _to_shape(block: torch.Tensor, vector: torch.Tensor, shape: tuple[int, ...],
+              into: list | None = None) -> torch.Tensor | None:
+    """Tensors (P, *shape) from P decoded blocks (P, Bo, Bi, K, K) and vectors (P, Bo), or written
+    ``into`` P contiguous tensors of ``shape``."""
     if len(shape) == 0:
-        return vector[:, 0]
+        return vector[:, 0] if into is None else _tile(vector[:, :1], (1,), 1, [t.view(1) for t in into])
     if len(shape) == 1:
-        return _tile(vector, shape, 1)
+        return _tile(vector, shape, 1, into)
     if len(shape) > 4 or (len(shape) == 3 and shape[0] == 1):  # tokens, tables: a 2D matrix
-        return _to_shape(block, vector, (math.prod(shape[:-1]), shape[-1])).reshape(-1, *shape)
+        flat = (math.prod(shape[:-1]), shape[-1])
+        out = _to_shape(block, vector, flat, None if into is None else [t.view(flat) for t in into])
+        return out.reshape(-1, *shape) if into is None else None
     k = block.shape[-1] // 2
     core = block[..., k, k] if len(shape) == 2 else block[..., k] if len(shape) == 3 else block
-    return _tile(core, shape, 2)
+    return _tile(core, shape, 2, into)
 
 
 class GHN(nn.Module):
@@ -238,12 +257,18 @@ class GHN(nn.Module):
             h = self._pass(h, batch.backward_pass, self.bwd_msg, self.bwd_gru)
         return self.norm(h), batch
 
-    def forward(self, graphs: list[Graph]) -> list[dict[str, torch.Tensor]]:
+    def forward(self, graphs: list[Graph], into: list[dict[str, torch.Tensor]] | None = None
+                ) -> list[dict[str, torch.Tensor]]:
         """Predict the parameters of each graph's network.
+
+        Args:
+            graphs: the networks' graphs.
+            into: optionally, per graph, ``{name: contiguous tensor}`` to write predictions into (e.g. the
+                network's own parameters, under ``torch.no_grad()``); saves building them twice.
 
         Returns:
             For each graph, ``{state_dict name: tensor of the parameter's shape}`` for every parameter its
-            nodes own (up to ``max_params_per_node`` per node).
+            nodes own (up to ``max_params_per_node`` per node); the ``into`` tensors where given.
         """
         c = self.config
         h, batch = self.embed(graphs)
@@ -268,7 +293,13 @@ class GHN(nn.Module):
             gi, name = where[members[0]]
             entry, idx = graphs[gi].spec[name], torch.tensor(members, device=h.device)
             block, vector = _normalise(blocks[idx], vectors[idx], entry)  # elementwise: commutes with tiling
-            for p, tensor in zip(members, _to_shape(block, vector, entry.shape).unbind(0), strict=True):
+            dest = [None if into is None else into[gi].get(name) for gi, name in (where[p] for p in members)]
+            if all(t is not None and t.is_contiguous() and t.shape == entry.shape for t in dest):
+                _to_shape(block, vector, entry.shape, dest)
+                tensors = dest
+            else:
+                tensors = _to_shape(block, vector, entry.shape).unbind(0)
+            for p, tensor in zip(members, tensors, strict=True):
                 gi, name = where[p]
                 out[gi][name] = tensor
         return out

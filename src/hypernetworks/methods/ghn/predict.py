@@ -68,16 +68,21 @@ def predict_state_dict(ghn: GHN, model: nn.Module, example_input: torch.Tensor |
     mid = time.perf_counter()
     with torch.no_grad():
         params = ghn([graph])[0]
-    report = PredictReport(predicted=list(params), graph_seconds=mid - start)
-    report.not_predicted = dict(graph.unreached)
+    report = _report(ghn, model, graph, params)
+    report.graph_seconds, report.predict_seconds = mid - start, time.perf_counter() - mid
+    return params, report
+
+
+def _report(ghn: GHN, model: nn.Module, graph, params: dict) -> PredictReport:
+    """What was predicted, and why each other parameter of ``model`` was not."""
+    report = PredictReport(predicted=list(params), not_predicted=dict(graph.unreached))
     for name in graph.spec.names:
         if name not in params and name not in report.not_predicted:
             report.not_predicted[name] = f"its node owns more than max_params_per_node={ghn.config.max_params_per_node}"
     tied = {n for n, _ in model.named_parameters(remove_duplicate=False)} - set(graph.spec.names)
     for name in tied:
         report.not_predicted[name] = "tied to another parameter (predicted under that name)"
-    report.predict_seconds = time.perf_counter() - mid
-    return params, report
+    return report
 
 
 def predict(ghn: GHN, model: nn.Module, example_input: torch.Tensor | tuple | None = None) -> PredictReport:
@@ -97,13 +102,17 @@ def predict(ghn: GHN, model: nn.Module, example_input: torch.Tensor | tuple | No
     Example:
         >>> report = predict(load_pretrained(), torchvision.models.resnet18())
     """
-    params, report = predict_state_dict(ghn, model, example_input)
     start = time.perf_counter()
+    graph = build_graph(model, default_input(model) if example_input is None else example_input)
+    mid = time.perf_counter()
     own = dict(model.named_parameters())
     with torch.no_grad():
+        params = ghn([graph], into=[own])[0]  # written straight into the parameters where possible
         for name, value in params.items():
-            own[name].copy_(value)
-    report.predict_seconds += time.perf_counter() - start
+            if value is not own[name]:
+                own[name].copy_(value)
+    report = _report(ghn, model, graph, params)
+    report.graph_seconds, report.predict_seconds = mid - start, time.perf_counter() - mid
     return report
 
 
