@@ -190,8 +190,8 @@ def _hyper_job(cfg: dict, kind: str, dataset: str, seed: int, out_dir) -> dict:
     torch.manual_seed(seed)
     model = (SMASH if kind == "smash" else GHN)(GHNConfig(**KINDS[kind][1]))
     steps = cfg["steps"] if dataset == "fmnist" else cfg["mnist_steps"]
-    tcfg = TrainConfig(steps=steps, meta_batch=cfg["meta_batch"], archs=cfg["archs"], side=SIDE, seed=seed,
-                       norms=",".join(NORMS))
+    tcfg = TrainConfig(steps=steps, meta_batch=cfg["meta_batch"], archs=cfg["archs"], side=SIDE,
+                       images=len(d["train"][0]), seed=seed, norms=",".join(NORMS))
     pool = ArchPool.sample(cfg["archs"], 0, SIDE, norms=NORMS)  # one pool for all seeds: seeds vary init, data order
     start = time.perf_counter()
     train_ghn(model, pool, d["train"], tcfg)

@@ -45,6 +45,8 @@ class TrainConfig(DictConfig):
         lr: Adam learning rate (cosine-decayed to 0).
         archs: size of the fixed pool of training architectures.
         side: images are average-pooled to side x side (28 keeps Fashion-MNIST as it is).
+        images: how many training images (the first ones; the reproduction keeps the last 5,000 of
+            Fashion-MNIST's 60,000 for validation).
         norms: comma-separated normalisations of the sampled networks (``bn``, ``gn``, ``none``).
         seed: seed of the architecture pool, GHN init and data order.
         grad_clip: gradient-norm clip.
@@ -56,12 +58,13 @@ class TrainConfig(DictConfig):
     lr: float = 2e-3
     archs: int = 500
     side: int = 7
+    images: int = 60000
     norms: str = "bn"
     seed: int = 0
     grad_clip: float = 5.0
 
     def __post_init__(self):
-        for name in ("steps", "meta_batch", "batch_size", "archs", "side"):
+        for name in ("steps", "meta_batch", "batch_size", "archs", "side", "images"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig: {name} must be >= 1, got {getattr(self, name)}.")
         if 28 % self.side:
@@ -214,7 +217,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(config.seed)
     ghn = GHN(GHNConfig(hidden=hidden))
     pool = ArchPool.sample(config.archs, config.seed, config.side, norms=tuple(config.norms.split(",")))
-    losses = train_ghn(ghn, pool, train_images(config.side), config, checkpoint=out, log=print)
+    x, y = train_images(config.side)
+    losses = train_ghn(ghn, pool, (x[:config.images], y[:config.images]), config, checkpoint=out, log=print)
     rank, world = _rank_world()
     if rank == 0:
         cli = " ".join(sys.argv[1:] if argv is None else argv)
