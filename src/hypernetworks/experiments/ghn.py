@@ -47,12 +47,14 @@ from ._common import pyplot, run_jobs, save
 
 FULL = {"seeds": 3, "steps": 1000, "mnist_steps": 600, "archs": 300, "meta_batch": 8, "test_images": 2000,
         "unseen": 10, "seen": 5, "ood_each": 2, "adam_steps": (1, 2, 5, 10, 20, 50, 100), "finetune_steps": (10, 50),
-        "torchvision": ("resnet18", "mobilenet_v3_small", "vit"), "search": 30, "search_steps": 200,
+        "torchvision": ("resnet18", "mobilenet_v3_small", "vit"), "epoch_share": 1.0, "search": 30, "search_steps": 200,
         "search_runs": 2, "top_k": 5, "workers": 2}
 QUICK = {"seeds": 1, "steps": 4, "mnist_steps": 2, "archs": 6, "meta_batch": 2, "test_images": 200, "unseen": 3,
          "seen": 1, "ood_each": 0, "adam_steps": (1, 5), "finetune_steps": (5,), "torchvision": ("vit",),
+         "epoch_share": 0.01,
          "search": 4, "search_steps": 5, "search_runs": 1, "top_k": 2, "workers": 1}
 SIDE, LR, BATCH, NOISE, NORMS = 7, 1e-3, 32, 0.1, ("bn",)
+EPOCH_BATCH, EPOCH_GROUPS = 128, ("unseen",)  # fine-tuning for one epoch: its batch size, and on which groups
 SPACES = {"unseen": {}, "wide": {"widths": (32,)}, "deep": {"stages": (4,), "cells": (2, 3), "widths": (8,)},
           "no_norm": {"norms": ("none",)}}
 DATASETS = ("fmnist", "mnist")
@@ -127,12 +129,13 @@ def _accuracy(net: nn.Module, data, train) -> float:
     return 100.0 * hits / len(x)
 
 
-def _adam(net: nn.Module, train, steps: int, seed: int, evals=(), test=None) -> dict[int, float]:
-    """Train ``net`` with Adam for ``steps`` steps; test accuracy after each step count in ``evals``."""
+def _adam(net: nn.Module, train, steps: int, seed: int, evals=(), test=None, batch: int = BATCH) -> dict[int, float]:
+    """Train ``net`` with Adam for ``steps`` steps of ``batch`` images (drawn with replacement); test accuracy
+    after each step count in ``evals``."""
     opt = torch.optim.Adam(net.parameters(), lr=LR)
     gen, out = torch.Generator().manual_seed(seed), {}
     for step in range(1, steps + 1):
-        idx = torch.randint(0, len(train[0]), (BATCH,), generator=gen)
+        idx = torch.randint(0, len(train[0]), (batch,), generator=gen)
         net.train()
         loss = F.cross_entropy(net(train[0][idx]), train[1][idx])
         opt.zero_grad(set_to_none=True)
@@ -142,6 +145,12 @@ def _adam(net: nn.Module, train, steps: int, seed: int, evals=(), test=None) -> 
         if step in evals:
             out[step] = _accuracy(net, test, train)
     return out
+
+
+def _epoch(net: nn.Module, d: dict, cfg: dict, seed: int) -> float:
+    """Test accuracy after one epoch's worth of Adam steps (``epoch_share`` of it in quick mode)."""
+    steps = max(1, round(cfg["epoch_share"] * len(d["train"][0]) / EPOCH_BATCH))
+    return _adam(net, d["train"], steps, seed, {steps}, d["test"], EPOCH_BATCH)[steps]
 
 
 def _fill(net: nn.Module, params: dict[str, torch.Tensor], noise: float = 0.0) -> nn.Module:
@@ -166,6 +175,8 @@ def _baseline_job(cfg: dict, dataset: str) -> list[dict]:
         init = _accuracy(copy.deepcopy(net), d["test"], d["train"])
         curve = _adam(copy.deepcopy(net), d["train"], max(cfg["adam_steps"]), i, set(cfg["adam_steps"]), d["test"])
         rows.append({"arch": i, "group": group, "random_init": init, "adam": curve})
+        if group in EPOCH_GROUPS:
+            rows[-1]["epoch_random"] = _epoch(copy.deepcopy(net), d, cfg, 200 + i)
     return rows
 
 
@@ -213,6 +224,8 @@ def _hyper_job(cfg: dict, kind: str, dataset: str, seed: int, out_dir) -> dict:
             torch.manual_seed(100 + i)
             row["finetune_predicted"] = _adam(_fill(net, full, NOISE), d["train"], max(cfg["finetune_steps"]), i,
                                               set(cfg["finetune_steps"]), d["test"])
+            if group in EPOCH_GROUPS:
+                row["epoch_predicted"] = _epoch(_fill(net, full, NOISE), d, cfg, 200 + i)
         rows.append(row)
     search = []
     if dataset == "fmnist":
@@ -273,6 +286,9 @@ def _group_stats(ghn_rows: list[dict], others: list[dict], base: list[dict], cfg
              "median_k_match": matches[len(matches) // 2],
              "finetune_predicted": {k: statistics.mean(r["finetune_predicted"][k] for r in rows) for k in fts},
              "finetune_random": {k: statistics.mean(base_by[a]["adam"][k] for a in archs) for k in fts}}
+        if grp in EPOCH_GROUPS:
+            s["epoch_predicted"] = statistics.mean(r["epoch_predicted"] for r in rows)
+            s["epoch_random"] = statistics.mean(base_by[a]["epoch_random"] for a in archs)
         for kind in KINDS:
             values = [r["predicted"] for r in others if r["group"] == grp and r["kind"] == kind]
             if values:
@@ -287,15 +303,15 @@ def _group_stats(ghn_rows: list[dict], others: list[dict], base: list[dict], cfg
 def _group_table(stats: dict[str, dict], cfg: dict, dataset: str, seeds: int) -> str:
     ks, fts = cfg["adam_steps"], cfg["finetune_steps"]
     k10 = 10 if 10 in ks else ks[-1]
-    ft_heads = "".join(f"{f'FT{k} pred/rand':>16}" for k in fts)
+    ft_heads = "".join(f"{f'FT{k} pred/rand':>16}" for k in fts) + f"{'FT epoch pred/rand':>20}"
     head = (f"{'group':<22}{'n':>3} {'GHN-2':>11} {'GHN-3':>6} {'SMASH':>6} {'no graph':>9} {'shuffled':>9} "
-            f"{'rand init':>9} "
-            f"{f'Adam {k10}':>8} {'k match':>8} {'beats':>6}{ft_heads}")
+            f"{'rand init':>9} {f'Adam {k10}':>8} {'k match':>8} {'beats':>6}{ft_heads}")
     lines = [head, "-" * len(head)]
     for grp, s in stats.items():
         kk = ">" + str(ks[-1]) if s["median_k_match"] == 10**9 else str(s["median_k_match"])
         others = " ".join(f"{s[k]:>6.1f}" if k in s else f"{'-':>6}" for k in ("ghn3", "smash"))
         ft = "".join(f"{s['finetune_predicted'][k]:>10.1f}/{s['finetune_random'][k]:<5.1f}" for k in fts)
+        ft += f"{s['epoch_predicted']:>14.1f}/{s['epoch_random']:<5.1f}" if "epoch_predicted" in s else f"{'-':>14}"
         lines.append(f"{grp:<22}{s['n']:>3} {s['predicted']:>6.1f}±{s['predicted_sd_over_seeds']:<4.1f} {others} "
                      f"{s['no_graph']:>9.1f} {s['shuffled']:>9.1f} {s['random_init']:>9.1f} {s['adam_k10']:>8.1f} "
                      f"{kk:>8} {100 * s['beats_adam_k10']:>5.0f}%{ft}")
@@ -305,7 +321,8 @@ def _group_table(stats: dict[str, dict], cfg: dict, dataset: str, seeds: int) ->
                  f"SMASH-style: mean over seeds; 'k match': median fewest Adam steps from random init reaching the "
                  f"GHN-2 accuracy; "
                  f"'beats': share of archs where GHN-2 > Adam {k10}; FTk: k Adam steps from GHN-2 parameters "
-                 f"(+{NOISE} relative noise) / from random init)")
+                 f"(+{NOISE} relative noise) / from random init; FT epoch: the same for one epoch's worth of steps "
+                 f"of {EPOCH_BATCH} images, {', '.join(EPOCH_GROUPS)} only)")
     lines.append(f"Spearman rho (GHN-2 accuracy vs accuracy after {ks[-1]} Adam steps): {rho}")
     return "\n".join(lines)
 
