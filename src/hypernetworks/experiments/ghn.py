@@ -214,11 +214,12 @@ def _hyper_job(cfg: dict, kind: str, dataset: str, seed: int, out_dir) -> dict:
     for i, (group, net) in enumerate(_architectures(cfg, dataset)):
         g = build_graph(net, torch.zeros(1, 1, SIDE, SIDE))
         with torch.no_grad():
-            full, empty, shuffled = model([g, g.without_edges(), g.shuffled(seed)])
+            full, *controls = model([g, g.without_edges(), g.shuffled(seed)] if kind == "ghn" else [g])
         row = {"arch": i, "group": group, "kind": kind, "dataset": dataset, "seed": seed,
                "params": sum(p.numel() for p in net.parameters()),
                "predicted": _accuracy(_fill(net, full), d["test"], d["train"])}
         if kind == "ghn":
+            empty, shuffled = controls
             row["no_graph"] = _accuracy(_fill(net, empty), d["test"], d["train"])
             row["shuffled"] = _accuracy(_fill(net, shuffled), d["test"], d["train"])
             torch.manual_seed(100 + i)

@@ -63,26 +63,25 @@ def predict_state_dict(ghn: GHN, model: nn.Module, example_input: torch.Tensor |
     Returns:
         ``{name: tensor}`` (detached) and the report.
     """
+    return _predict(ghn, model, example_input, into=None)
+
+
+def _predict(ghn: GHN, model: nn.Module, example_input, into: dict | None) -> tuple[dict, PredictReport]:
+    """Trace ``model``, predict its parameters (written ``into`` those tensors where given), and report."""
     start = time.perf_counter()
     graph = build_graph(model, default_input(model) if example_input is None else example_input)
     mid = time.perf_counter()
     with torch.no_grad():
-        params = ghn([graph])[0]
-    report = _report(ghn, model, graph, params)
-    report.graph_seconds, report.predict_seconds = mid - start, time.perf_counter() - mid
-    return params, report
-
-
-def _report(ghn: GHN, model: nn.Module, graph, params: dict) -> PredictReport:
-    """What was predicted, and why each other parameter of ``model`` was not."""
-    report = PredictReport(predicted=list(params), not_predicted=dict(graph.unreached))
+        params = ghn([graph], into=None if into is None else [into])[0]
+    report = PredictReport(predicted=list(params), not_predicted=dict(graph.unreached), graph_seconds=mid - start)
     for name in graph.spec.names:
         if name not in params and name not in report.not_predicted:
             report.not_predicted[name] = f"its node owns more than max_params_per_node={ghn.config.max_params_per_node}"
     tied = {n for n, _ in model.named_parameters(remove_duplicate=False)} - set(graph.spec.names)
     for name in tied:
         report.not_predicted[name] = "tied to another parameter (predicted under that name)"
-    return report
+    report.predict_seconds = time.perf_counter() - mid
+    return params, report
 
 
 def predict(ghn: GHN, model: nn.Module, example_input: torch.Tensor | tuple | None = None) -> PredictReport:
@@ -102,17 +101,14 @@ def predict(ghn: GHN, model: nn.Module, example_input: torch.Tensor | tuple | No
     Example:
         >>> report = predict(load_pretrained(), torchvision.models.resnet18())
     """
-    start = time.perf_counter()
-    graph = build_graph(model, default_input(model) if example_input is None else example_input)
-    mid = time.perf_counter()
     own = dict(model.named_parameters())
+    params, report = _predict(ghn, model, example_input, into=own)  # written into the parameters where possible
+    start = time.perf_counter()
     with torch.no_grad():
-        params = ghn([graph], into=[own])[0]  # written straight into the parameters where possible
         for name, value in params.items():
-            if value is not own[name]:
+            if value is not own[name]:  # a tensor the GHN could not write in place (e.g. non-contiguous)
                 own[name].copy_(value)
-    report = _report(ghn, model, graph, params)
-    report.graph_seconds, report.predict_seconds = mid - start, time.perf_counter() - mid
+    report.predict_seconds += time.perf_counter() - start
     return report
 
 
