@@ -89,16 +89,16 @@ class _Batch:
         for g in graphs:
             self.offsets.append(n)
             if "nodes" not in g.cache:
-                back = _levels(len(g), [(len(g) - 1 - d, len(g) - 1 - s) for s, d in g.edges])
                 o, lf = [OP_TYPES.index(o) for o in g.ops], _levels(len(g), g.edges)
-                g.cache["nodes"] = (o, [_shape_features(s) for s in g.shapes], lf, back[::-1],
-                                    _architecture_code(g, o, max(max(lf), 1)))
+                lb = _levels(len(g), [(len(g) - 1 - d, len(g) - 1 - s) for s, d in g.edges])[::-1]
+                depth = max(max(lf), 1)
+                f = [_shape_features(s) + [a / depth, b / depth] for s, a, b in zip(g.shapes, lf, lb, strict=True)]
+                g.cache["nodes"] = (o, f, lf, lb, _architecture_code(g, o, depth))
             if propagate and max_dist not in g.cache:
                 g.cache[max_dist] = g.virtual_edges(max_dist)
             o, f, lf, lb, code = g.cache["nodes"]
-            depth = max(max(lf), 1)
             ops += o
-            feats += [fi + [a / depth, b / depth] for fi, a, b in zip(f, lf, lb, strict=True)]
+            feats += f
             codes.append(code)
             edges += [(s + n, d + n) for s, d in g.edges]
             if propagate:
@@ -108,7 +108,6 @@ class _Batch:
             lv_f += lf
             lv_b += lb
             n += len(g)
-        self.n = n
         self.ops = torch.tensor(ops)
         self.feats = torch.tensor(feats)  # (N, 6): log (out, in, kh, kw), relative depth from input / output
         self.codes = torch.tensor(codes)  # (G, CODE_DIM)
