@@ -67,7 +67,7 @@ def test_registry():
         methods.get_method("ghn")
 
 
-def test_reproduce_quick_writes_results(tmp_path, capsys):
+def test_reproduce_quick_writes_results(tmp_path, capsys, check_claims):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cli.main(["reproduce", "mip", "--quick", "--out", str(tmp_path)])
@@ -75,6 +75,8 @@ def test_reproduce_quick_writes_results(tmp_path, capsys):
     assert record["status"] == "quick" and record["torch"] == torch.__version__
     assert {s["variant"] for s in record["summary"]} == {"plain", "encoding", "residual", "mip"}
     assert (tmp_path / "mip.png").stat().st_size > 1000
+    claims = check_claims(record, statements=2)  # one per task x optimiser at least
+    assert {c["ours"]["name"] for c in claims} == {"mip"} and {c["baseline"]["name"] for c in claims} == {"plain"}
     assert "label_smoothing" in capsys.readouterr().out
 
 

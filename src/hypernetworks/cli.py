@@ -1,5 +1,5 @@
 """Command line: ``hypernetworks demo``, ``hypernetworks reproduce NAME [--quick]``, ``hypernetworks list``,
-``hypernetworks ghn predict --model NAME``."""
+``hypernetworks ghn predict --model NAME``, ``hypernetworks results render [--check]``."""
 
 from __future__ import annotations
 
@@ -57,13 +57,30 @@ def reproduce(args) -> None:
     start, provenance = time.time(), _provenance()  # the code that runs, before anything changes
     res = module.run(args.quick, out)
     status = "quick" if args.quick else "main"
-    record = {"name": args.name, "status": status,
+    record = {"name": args.name, "status": status, "quick": args.quick,
               "command": f"hypernetworks reproduce {args.name}" + (" --quick" if args.quick else ""),
               "wall_s": round(time.time() - start, 1), **provenance, **res}
     path = out / f"{args.name}{'-quick' if args.quick else ''}.json"
     path.write_text(json.dumps(record, indent=1, default=str))
     print(res["table"])
     print(f"\nwrote {path} and {res['plot']} ({record['wall_s']} s)")
+
+
+def results_render(args) -> None:
+    from .experiments._docs import blocks, render
+
+    path = Path(args.docs)
+    text = path.read_text()
+    new = render(text, Path(args.json_dir))
+    names = ", ".join(blocks(text)) or "none"
+    if args.check:
+        if new != text:
+            sys.exit(f"results render --check: {path} differs from what {args.json_dir}/*.json renders "
+                     f"(blocks: {names}); run `hypernetworks results render` and commit the result.")
+        print(f"{path} matches {args.json_dir}/*.json (blocks: {names})")
+        return
+    path.write_text(new)
+    print(f"rendered {path} from {args.json_dir}/*.json (blocks: {names})")
 
 
 def ghn_predict(args) -> None:
@@ -111,6 +128,13 @@ def main(argv: list[str] | None = None) -> None:
     q.add_argument("--out", default=None, help="save the predicted state_dict here")
     q.add_argument("--threads", type=int, default=1, help="torch threads")
     q.set_defaults(func=ghn_predict)
+    p = sub.add_parser("results", help="results documentation tools")
+    res_sub = p.add_subparsers(dest="results_command", required=True)
+    q = res_sub.add_parser("render", help="re-render the <!-- claims:NAME --> blocks of the docs from committed JSON")
+    q.add_argument("--docs", default="docs/results.md", help="markdown file holding the claims blocks")
+    q.add_argument("--json-dir", default="docs/results", help="folder of the committed NAME.json of full runs")
+    q.add_argument("--check", action="store_true", help="change nothing; exit non-zero if the docs are stale")
+    q.set_defaults(func=results_render)
     p = sub.add_parser("list", help="list reproductions")
     p.set_defaults(func=lambda a: print("\n".join(sorted(experiments.REPRODUCTIONS))))
     args = parser.parse_args(argv)
