@@ -218,8 +218,11 @@ def test_mean_difference():
 
 
 @pytest.mark.parametrize("name", ["adapters", "hypersteer"])
-def test_reproduction_quick(name, tmp_path):
+def test_reproduction_quick(name, tmp_path, check_claims):
+    import json
+
     from hypernetworks.cli import main
 
     main(["reproduce", name, "--quick", "--out", str(tmp_path)])
     assert (tmp_path / f"{name}.png").exists()
+    check_claims(json.loads((tmp_path / f"{name}-quick.json").read_text()), statements=3)

@@ -176,7 +176,7 @@ def test_multi_head_with_per_example_task_ids():
         RegularizedCL(model, multi_head=True).predict(x)
 
 
-def test_reproduce_continual_quick(tmp_path):
+def test_reproduce_continual_quick(tmp_path, check_claims):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cli.main(["reproduce", "continual", "--quick", "--out", str(tmp_path)])
@@ -184,3 +184,5 @@ def test_reproduce_continual_quick(tmp_path):
     methods = {(s["benchmark"], s["scenario"], s["method"]) for s in record["summary"]}
     assert ("split", "CL3", "hnet") in methods and ("permuted", "CL1", "multihead-ft") in methods
     assert all(0 <= s["final"] <= 1 for s in record["summary"])
+    claims = check_claims(record, statements=2 * 5 + 2 * 2)  # 2 hypernetworks x 5 settings, 2 CL1 forgetting checks
+    assert {c["ours"]["name"] for c in claims} == {"hnet", "hnet-chunked", "hnet-beta0"}

@@ -132,7 +132,7 @@ def test_bad_inputs_raise():
     assert prompts(["bag"]) == ["a photo of a bag."]
 
 
-def test_reproduce_hyperclip_quick(tmp_path):
+def test_reproduce_hyperclip_quick(tmp_path, check_claims):
     cli.main(["reproduce", "hyperclip", "--quick", "--out", str(tmp_path)])
     record = json.loads((tmp_path / "hyperclip-quick.json").read_text())
     models = {s["model"]: s for s in record["summary"]}
@@ -141,3 +141,5 @@ def test_reproduce_hyperclip_quick(tmp_path):
     assert models["hyperclip"]["deployed"] == models["plain"]["deployed"]
     assert all(0 <= a <= 1 for s in record["summary"] for a in s["accuracy"].values())
     assert (tmp_path / "hyperclip.png").exists()
+    claims = check_claims(record, statements=3 * 2 + 1)  # 3 evaluations x 2 baselines, the cost claim
+    assert {c["baseline"]["name"] for c in claims if c["kind"] == "paired"} == {"plain", "plain-matched"}

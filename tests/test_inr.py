@@ -150,7 +150,15 @@ def test_sgd_adaptation_is_batched_and_independent_per_signal():
     assert after < before
 
 
-def test_reproduce_inr_quick(tmp_path):
+def test_rate_interpolation():
+    from hypernetworks.experiments.inr import _interp
+
+    assert _interp(0.5, [0.0, 1.0, 2.0], [10.0, 20.0, 40.0]) == 15.0
+    assert _interp(1.5, [0.0, 1.0, 2.0], [10.0, 20.0, 40.0]) == 30.0
+    assert _interp(2.5, [0.0, 1.0, 2.0], [10.0, 20.0, 40.0]) is None
+
+
+def test_reproduce_inr_quick(tmp_path, check_claims):
     import json
 
     from hypernetworks import cli
@@ -161,3 +169,5 @@ def test_reproduce_inr_quick(tmp_path):
     assert methods == {"maml, 1 steps", "maml, 5 steps", "maml, 20 steps", "hyperplanes", "full", "universal"}
     rd = [r for r in record["runs"] if r["part"] == "rate_distortion"]
     assert {r["kind"] for r in rd} == {"doh", "siren"} and all(r["bpp"] > 0 for r in rd)
+    claims = check_claims(record, statements=4)  # 3 few-shot claims, one per photo
+    assert [c["kind"] for c in claims[:3]] == ["paired", "paired", "target"]

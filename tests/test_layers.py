@@ -86,7 +86,7 @@ def test_mlp_mixing_mixes_tokens():
     assert not torch.allclose(layer(x2)[:, 3], y[:, 3])  # token 0 reaches token 3
 
 
-def test_reproduce_hypermixer_quick(tmp_path):
+def test_reproduce_hypermixer_quick(tmp_path, check_claims):
     import json
 
     from hypernetworks import cli
@@ -98,6 +98,8 @@ def test_reproduce_hypermixer_quick(tmp_path):
     assert rows[("fortunes", "hypermixer")]["longer_accuracy"] is not None
     params = [rows[("fashion-mnist", m)]["params"] for m in ("hypermixer", "mlp-mixer", "transformer")]
     assert max(params) / min(params) < 1.01  # equal parameter counts
+    claims = check_claims(record, statements=6)
+    assert sum(c["kind"] == "paired" for c in claims) == 5
 
 
 def test_fortunes_loader(tmp_path):
@@ -144,7 +146,7 @@ def test_dynamic_patch_embed_checks_wavelengths():
         embed(x, torch.tensor([0.6, 0.5, 0.4]))
 
 
-def test_reproduce_dofa_quick(tmp_path):
+def test_reproduce_dofa_quick(tmp_path, check_claims):
     import json
 
     from hypernetworks import cli
@@ -153,3 +155,5 @@ def test_reproduce_dofa_quick(tmp_path):
     record = json.loads((tmp_path / "dofa-quick.json").read_text())
     kinds = {(s["model"], s["trained_on"]) for s in record["summary"]}
     assert kinds == {("dofa", "RG+GB"), ("fixed", "RG+GB"), ("dofa", "RB"), ("dofa", "R"), ("dofa", "GBR")}
+    claims = check_claims(record, statements=6)  # 3 unseen combinations x 2 baselines
+    assert {c["baseline"]["name"] for c in claims} == {"fixed, RG+GB", "dofa, RB", "dofa, R", "dofa, GBR"}

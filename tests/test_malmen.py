@@ -169,9 +169,11 @@ def test_config_validation_and_round_trip():
     assert methods.get_method("malmen") == MALMEN.for_model
 
 
-def test_reproduce_quick(tmp_path):
+def test_reproduce_quick(tmp_path, check_claims):
     cli.main(["reproduce", "malmen", "--quick", "--out", str(tmp_path)])
     record = json.loads((tmp_path / "malmen-quick.json").read_text())
     assert (tmp_path / "malmen.png").exists()
     rows = record["result"]["runs"] if "result" in record else record["runs"]
     assert {r["task"] for r in rows} == {"fashion-mnist cnn", "fortunes minilm"}
+    claims = check_claims(record, statements=2 * 4)  # per task: N = 16 x 2 hypernetworks, ES and LS at N = 16
+    assert all(c["difference"]["n"] == 1 and c["verdict"] != "reproduced" for c in claims)  # one seed

@@ -134,7 +134,7 @@ def test_a_few_steps_lower_the_loss():
     assert sum(losses[-5:]) < 0.95 * sum(losses[:5])
 
 
-def test_reproduce_sie_quick(tmp_path):
+def test_reproduce_sie_quick(tmp_path, check_claims):
     cli.main(["reproduce", "sie", "--quick", "--out", str(tmp_path)])
     record = json.loads((tmp_path / "sie-quick.json").read_text())
     models = {s["model"]: s for s in record["summary"]}
@@ -142,3 +142,5 @@ def test_reproduce_sie_quick(tmp_path):
     assert models["vicreg"]["sensitivity"] is None and models["sie"]["sensitivity"] is not None
     assert all(0 <= s["class_acc"][0] <= 1 for s in record["summary"])
     assert (tmp_path / "sie.png").exists()
+    claims = check_claims(record, statements=4)
+    assert {c["baseline"]["name"] for c in claims} == {"vicreg", "mlp"}

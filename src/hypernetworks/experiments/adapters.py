@@ -32,6 +32,7 @@ from ..data.fortunes import load_fortunes, words
 from ..functional import functional_call
 from ..methods.adapters import AdapterConfig, hyperformer, lora_spec, text_to_lora
 from ..spec import LoRA
+from . import _claims
 from ._common import pyplot, run_jobs, save
 
 SEEN = {
@@ -280,6 +281,21 @@ def _table(runs) -> tuple[str, list[dict]]:
     return "\n".join(lines), summary
 
 
+def _claims_of(runs) -> list[dict]:
+    """Paired by seed, accuracy averaged over tasks: generated adapters vs per-task LoRAs on seen tasks
+    (at most 2 points below), and Text-to-LoRA vs the multi-task LoRA on unseen tasks."""
+    def acc(method, group):
+        return _mean(sorted((r for r in runs if r["method"] == method), key=lambda r: r["seed"]), group)
+
+    claims = [_claims.paired(f"seen tasks: {NAMES[m]} matches per-task LoRAs (at most 2 points below)",
+                             "test accuracy, mean over tasks", acc(m, SEEN), acc("per_task", SEEN), ours_name=m,
+                             baseline_name="per_task", against=-0.02) for m in ("hyperformer", "text_to_lora")]
+    claims.append(_claims.paired("unseen tasks: an adapter generated from the description beats one multi-task LoRA",
+                                 "test accuracy, mean over tasks", acc("text_to_lora", UNSEEN),
+                                 acc("multi_task", UNSEEN), ours_name="text_to_lora", baseline_name="multi_task"))
+    return claims
+
+
 def _plot(summary, path) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.2))
@@ -308,5 +324,5 @@ def run(quick: bool, out_dir, log=print) -> dict:
     table, summary = _table(runs)
     plot = out_dir / "adapters.png"
     _plot(summary, plot)
-    return {"config": cfg, "tasks": TASKS, "unseen": list(UNSEEN), "summary": summary, "runs": runs,
-            "table": table, "plot": str(plot)}
+    return {"config": cfg, "tasks": TASKS, "unseen": list(UNSEEN), "summary": summary, "claims": _claims_of(runs),
+            "runs": runs, "table": table, "plot": str(plot)}

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .. import methods
+from . import _claims
 from ._common import pyplot, run_jobs, save
 from .continual_tasks import batches, global_batches, permuted_fashion_mnist, split_fashion_mnist
 
@@ -122,6 +123,37 @@ def _summary(rows: list[dict]) -> list[dict]:
     return list(best.values())
 
 
+def _per_seed(rows: list[dict], bench: str, scenario: str, method: str, strength, key: str) -> list[float]:
+    rs = sorted((r for r in rows if (r["benchmark"], r["scenario"], r["method"], r["strength"])
+                 == (bench, scenario, method, strength)), key=lambda r: r["seed"])
+    return [_metrics(r["matrix"])[key] for r in rs]
+
+
+def _claims_of(rows: list[dict], summary: list[dict]) -> list[dict]:
+    """Per benchmark x scenario: each hypernetwork vs the best regularisation baseline on final accuracy,
+    paired by seed; with the task id (CL1): the hypernetwork's forgetting, and β = 0's."""
+    claims = []
+    for bench, scenario in dict.fromkeys((s["benchmark"], s["scenario"]) for s in summary):
+        here = [s for s in summary if (s["benchmark"], s["scenario"]) == (bench, scenario)]
+        best = max((s for s in here if s["method"] in ("ewc", "online_ewc", "si")), key=lambda s: s["final"])
+        base = _per_seed(rows, bench, scenario, best["method"], best["strength"], "final")
+        name = f"{best['method']} {best['strength']:g}"
+        for hnet in ("hnet", "hnet-chunked"):
+            claims.append(_claims.paired(
+                f"{bench} {scenario}: {hnet} has a higher final accuracy than the best regularisation baseline "
+                "(its strength picked by final test accuracy)", "final mean test accuracy",
+                _per_seed(rows, bench, scenario, hnet, None, "final"), base, ours_name=hnet, baseline_name=name))
+        if scenario == "CL1":
+            hnet = _per_seed(rows, bench, scenario, "hnet", None, "forgetting_pp")
+            claims.append(_claims.target(f"{bench} CL1: hnet forgets less than 1 point", "forgetting (points)", hnet,
+                                         ours_name="hnet", direction="lower", against=1.0))
+            claims.append(_claims.paired(
+                f"{bench} CL1: without its regulariser (β = 0) the hypernetwork forgets more", "forgetting (points)",
+                _per_seed(rows, bench, scenario, "hnet-beta0", None, "forgetting_pp"), hnet,
+                ours_name="hnet-beta0", baseline_name="hnet"))
+    return claims
+
+
 def _table(summary: list[dict]) -> str:
     lines = []
     for bench in dict.fromkeys(s["benchmark"] for s in summary):
@@ -178,4 +210,5 @@ def run(quick: bool, out_dir, log=print) -> dict:
     summary = _summary(rows)
     plot = out_dir / "continual.png"
     _plot(rows, plot)
-    return {"config": cfg, "beta": BETA, "summary": summary, "runs": rows, "table": _table(summary), "plot": str(plot)}
+    return {"config": cfg, "beta": BETA, "summary": summary, "claims": _claims_of(rows, summary), "runs": rows,
+            "table": _table(summary), "plot": str(plot)}

@@ -22,6 +22,7 @@ import time
 import torch
 
 from ..methods.rl import Chain, ConcatContext, ModuMorph, lqr_gain, random_chain, rollout
+from . import _claims
 from ._common import pyplot, run_jobs, save
 
 FULL = {"train_steps": 2000, "seeds": 3, "states": 1000, "rollouts": 3, "horizon": 300, "workers": 2}
@@ -141,6 +142,21 @@ def _table(rows) -> str:
     return "\n".join(lines)
 
 
+def _claims_of(rows) -> list[dict]:
+    """Paired by seed on the held-out chains: ModuMorph vs the concatenating controller on relative
+    action error (lower) and closed-loop success (higher)."""
+    def get(kind, key):
+        return [r[key] for r in sorted((r for r in rows if r["kind"] == kind), key=lambda r: r["seed"])]
+
+    return [_claims.paired("held-out chains: ModuMorph imitates the expert more closely than the concatenating "
+                           "controller", "relative action error", get("modumorph", "heldout_rel_error"),
+                           get("concat", "heldout_rel_error"), ours_name="modumorph", baseline_name="concat",
+                           direction="lower"),
+            _claims.paired("held-out chains: ModuMorph balances more of them in closed loop",
+                           "closed-loop success rate", get("modumorph", "heldout_success"),
+                           get("concat", "heldout_success"), ours_name="modumorph", baseline_name="concat")]
+
+
 def _plot(rows, path) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(7.5, 3))
@@ -164,4 +180,4 @@ def run(quick: bool, out_dir, log=print) -> dict:
     _plot(rows, plot)
     chains = [{"lengths": c.lengths, "masses": c.masses} for c in _chains()]
     config = {k: v for k, v in cfg.items() if k != "workers"} | {"chains": chains, "train_chains": TRAIN}
-    return {"config": config, "runs": rows, "table": _table(rows), "plot": str(plot)}
+    return {"config": config, "claims": _claims_of(rows), "runs": rows, "table": _table(rows), "plot": str(plot)}

@@ -13,12 +13,14 @@ policy, on states visited by the noisy policy) at mid-training and at the end.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 
 import torch
 
 from ..methods.rl import SAC, TD3, NetConfig, SACConfig, TD3Config, collect_states, evaluate, gradient_probe, train
+from . import _claims
 from ._common import pyplot, run_jobs, save
 
 FULL = {"envs": {"Pendulum-v1": 6000, "InvertedPendulum-v5": 15000}, "algos": ("td3", "sac"), "seeds": 3,
@@ -95,6 +97,30 @@ def _table(rows) -> str:
     return "\n".join(lines)
 
 
+def _claims_of(rows) -> list[dict]:
+    """Per env x algorithm, paired by seed: the hyper critic vs the MLP critic on the return curve's
+    area, and on the end-of-training gradient-probe cosine (seeds where both probes are finite)."""
+    claims = []
+    for env_id, algo in dict.fromkeys((r["env"], r["algo"]) for r in rows):
+        by = {k: {r["seed"]: r for r in rows if (r["env"], r["algo"], r["critic"]) == (env_id, algo, k)}
+              for k in ("hyper", "mlp")}
+        seeds = sorted(by["hyper"])
+        claims.append(_claims.paired(f"{env_id}, {algo}: the hyper critic gives a higher return curve",
+                                     "area under the evaluation-return curve", [by["hyper"][s]["auc"] for s in seeds],
+                                     [by["mlp"][s]["auc"] for s in seeds], ours_name="hyper", baseline_name="mlp"))
+        cos = {k: {s: r["probes"][-1]["cosine"] if r["probes"] else float("nan") for s, r in by[k].items()}
+               for k in by}
+        both = [s for s in seeds if math.isfinite(cos["hyper"][s]) and math.isfinite(cos["mlp"][s])]
+        statement = f"{env_id}, {algo}: the hyper critic's ∂Q/∂a points closer to the true return gradient"
+        if not both:
+            claims.append(_claims.untestable(statement, "no seed has a finite gradient probe for both critics"))
+            continue
+        claims.append(_claims.paired(statement, "cosine with a finite-difference return gradient, end of training",
+                                     [cos["hyper"][s] for s in both], [cos["mlp"][s] for s in both],
+                                     ours_name="hyper", baseline_name="mlp"))
+    return claims
+
+
 def _plot(rows, path) -> None:
     plt = pyplot()
     envs = list(dict.fromkeys(r["env"] for r in rows))
@@ -122,4 +148,4 @@ def run(quick: bool, out_dir, log=print) -> dict:
     plot = out_dir / "rl-critic.png"
     _plot(rows, plot)
     config = {k: v for k, v in cfg.items() if k != "workers"} | {"hidden": HIDDEN, "hyper": HYPER, "gamma": GAMMA}
-    return {"config": config, "runs": rows, "table": _table(rows), "plot": str(plot)}
+    return {"config": config, "claims": _claims_of(rows), "runs": rows, "table": _table(rows), "plot": str(plot)}
