@@ -151,7 +151,7 @@ def test_per_example_gru_loop_fallback_warns_once():
     gru = nn.GRU(3, 5, num_layers=2, batch_first=True)
     x = torch.randn(4, 6, 3)
     params = perturbed(gru, 4)
-    hn.functional._warned.discard("GRU")
+    hn._per_example._warned.discard("GRU")
     with pytest.warns(UserWarning, match="per-example GRU runs a Python loop"):
         out, h = hn.functional_call(gru, params, (x,), per_example=True)
     with warnings.catch_warnings():
@@ -449,9 +449,24 @@ def test_module_whose_tensors_are_read_by_its_parent_is_an_error():
 
     net = ReadsChild()
     p = {k: v.detach().expand(5, *v.shape) for k, v in net.named_parameters()}
-    with pytest.raises(hn.PerExampleError, match=r"\['fc'\] own generated tensors but were never called"):
+    with pytest.raises(hn.PerExampleError, match=r"'fc.weight' holds one tensor per example, but code outside"):
         hn.functional_call(net, p, (X,), per_example=True)
     assert "forward" not in net.fc.__dict__
+
+
+def test_module_whose_generated_tensors_are_never_used_is_an_error():
+    class SkipsChild(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.out = nn.Linear(4, 4), nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.out(x)
+
+    net = SkipsChild()
+    p = {k: v.detach().expand(5, *v.shape) for k, v in net.named_parameters()}
+    with pytest.raises(hn.PerExampleError, match=r"\['fc'\] own generated tensors but were never called"):
+        hn.functional_call(net, p, (X,), per_example=True)
 
 
 def test_unsupported_per_example_modules():

@@ -2,8 +2,13 @@
 
 Each kernel takes the module, ``w`` (``{leaf name: tensor (B, *shape) | LowRankWeight}`` for the
 tensors that are generated; the module's own tensors fill in the rest) and the module's call
-arguments. Dense weights go through ``bmm`` / grouped convolution; low-rank weights through
-``x·Aᵀ·Bᵀ`` so no ``(B, O, I)`` tensor is ever built.
+arguments, and computes exactly what the module's own ``forward`` computes for each example.
+``find_kernel`` gives a module a kernel only when its class's ``forward`` is the stock one.
+
+Dense weights go through ``bmm`` / grouped convolution. Low-rank weights ``W0 + B·A`` stay
+factored (``x·Aᵀ·Bᵀ``, no ``(B, O, I)`` tensor) in Linear, Embedding and MultiheadAttention; the
+convolution kernels and every module without a kernel build the dense ``(B, *weight shape)``
+tensor first (``LowRankWeight.dense``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,11 @@ class LowRankWeight(NamedTuple):
         delta = torch.matmul(self.B, self.A)  # (B, O, I·k)
         return self.base + delta.reshape(*delta.shape[:-2], *self.base.shape)
 
+    def rows(self, chunks: int) -> tuple[LowRankWeight, ...]:
+        """Split the output rows into ``chunks`` factored weights sharing A (e.g. q, k, v)."""
+        return tuple(LowRankWeight(base, self.A, b)
+                     for base, b in zip(self.base.chunk(chunks, 0), self.B.chunk(chunks, -2), strict=True))
+
 
 class PerExampleError(ValueError):
     """A module cannot be run with per-example weights as called."""
@@ -38,13 +48,18 @@ def dense(value):
     return value.dense() if isinstance(value, LowRankWeight) else value
 
 
-def check_batch(module_name: str, x: torch.Tensor, batch: int, dim: int = 0) -> None:
-    if x.dim() <= dim or x.shape[dim] != batch:
-        raise PerExampleError(
-            f"functional_call: module '{module_name}' got an input of shape {tuple(x.shape)}, "
-            f"expected batch size {batch} in dim {dim} to match the per-example weights; "
-            "every module with generated tensors must see the whole batch."
-        )
+def batched(module_name: str, x: torch.Tensor, batch: int, dim: int = 0) -> torch.Tensor:
+    """``x`` with ``batch`` examples in ``dim``; an input with one example there is shared by all
+    (broadcast, e.g. position ids of shape (1, T))."""
+    if x.dim() > dim and x.shape[dim] == batch:
+        return x
+    if x.dim() > dim and x.shape[dim] == 1:
+        return x.expand(*x.shape[:dim], batch, *x.shape[dim + 1:])
+    raise PerExampleError(
+        f"functional_call: module '{module_name}' got an input of shape {tuple(x.shape)}, "
+        f"expected batch size {batch} (or 1, shared) in dim {dim} to match the per-example weights; "
+        "every module with generated tensors must see the whole batch."
+    )
 
 
 def linear(x: torch.Tensor, weight, bias: torch.Tensor | None) -> torch.Tensor:
@@ -90,13 +105,13 @@ def _params(module: nn.Module, w: dict, *names: str):
 
 
 def linear_kernel(name, module: nn.Linear, w, batch, x):
-    check_batch(name, x, batch)
+    x = batched(name, x, batch)
     weight, bias = _params(module, w, "weight", "bias")
     return linear(x, weight, bias)
 
 
 def conv_kernel(name, module: nn.modules.conv._ConvNd, w, batch, x):
-    check_batch(name, x, batch)
+    x = batched(name, x, batch)
     weight, bias = _params(module, w, "weight", "bias")
     weight = dense(weight)
     nd = x.dim() - 2
@@ -120,7 +135,7 @@ def conv_kernel(name, module: nn.modules.conv._ConvNd, w, batch, x):
 
 def conv_transpose_kernel(name, module: nn.modules.conv._ConvTransposeNd, w, batch, x,
                           output_size=None):
-    check_batch(name, x, batch)
+    x = batched(name, x, batch)
     weight, bias = _params(module, w, "weight", "bias")
     weight = dense(weight)
     nd = x.dim() - 2
@@ -141,7 +156,7 @@ def conv_transpose_kernel(name, module: nn.modules.conv._ConvTransposeNd, w, bat
 
 def batch_norm_kernel(name, module: nn.modules.batchnorm._BatchNorm, w, batch, x):
     """Statistics over the whole batch (and running stats updated) as usual; affine per example."""
-    check_batch(name, x, batch)
+    x = batched(name, x, batch)
     module._check_input_dim(x)
     factor = 0.0 if module.momentum is None else module.momentum
     if module.training and module.track_running_stats and module.num_batches_tracked is not None:
@@ -156,21 +171,21 @@ def batch_norm_kernel(name, module: nn.modules.batchnorm._BatchNorm, w, batch, x
 
 
 def layer_norm_kernel(name, module: nn.LayerNorm, w, batch, x):
-    check_batch(name, x, batch)
+    x = batched(name, x, batch)
     y = F.layer_norm(x, module.normalized_shape, None, None, module.eps)
     k = len(module.normalized_shape)
     return _affine(module, w, y, lambda t: _trailing_view(t, y.dim(), k))
 
 
 def rms_norm_kernel(name, module: nn.RMSNorm, w, batch, x):
-    check_batch(name, x, batch)
+    x = batched(name, x, batch)
     y = F.rms_norm(x, module.normalized_shape, None, module.eps)
     k = len(module.normalized_shape)
     return _affine(module, w, y, lambda t: _trailing_view(t, y.dim(), k))
 
 
 def group_norm_kernel(name, module: nn.GroupNorm, w, batch, x):
-    check_batch(name, x, batch)
+    x = batched(name, x, batch)
     y = F.group_norm(x, module.num_groups, None, None, module.eps)
     return _affine(module, w, y, lambda t: _channel_view(t, y.dim()))
 
@@ -192,22 +207,27 @@ def _affine(module, w, y, view):
 
 
 def embedding_kernel(name, module: nn.Embedding, w, batch, indices):
-    check_batch(name, indices, batch)
-    if module.max_norm is not None:
-        raise PerExampleError(
-            f"functional_call: Embedding '{name}' has max_norm, which renormalises the table in "
-            "place; per-example tables need max_norm=None."
-        )
-    table = dense(w.get("weight", module.weight))
-    if table.dim() == 2:
-        return F.embedding(indices, table, module.padding_idx)
+    indices = batched(name, indices, batch)
+    table = w.get("weight", module.weight)
+    if isinstance(table, torch.Tensor) and table.dim() == 2:
+        return F.embedding(indices, table, module.padding_idx, module.max_norm, module.norm_type,
+                           module.scale_grad_by_freq, module.sparse)
+    for option in ("max_norm", "scale_grad_by_freq", "sparse"):
+        if getattr(module, option) not in (None, False):
+            raise PerExampleError(
+                f"functional_call: Embedding '{name}' has {option}={getattr(module, option)}, which "
+                "per-example tables do not support; build it without, or use per_example=False."
+            )
     flat = indices.reshape(batch, -1)  # (B, N)
     rows = torch.arange(batch, device=indices.device).unsqueeze(1)  # (B, 1)
-    out = table[rows, flat]  # (B, N, D)
+    if isinstance(table, LowRankWeight):  # base rows + (rows of B)·A: no (B, V, D) table
+        out = F.embedding(flat, table.base) + torch.bmm(table.B[rows, flat], table.A)  # (B, N, D)
+    else:
+        out = table[rows, flat]  # (B, N, D)
     if module.padding_idx is not None:  # no gradient into the padding row, as F.embedding
         pad = (flat == module.padding_idx).unsqueeze(-1)
         out = torch.where(pad, out.detach(), out)
-    return out.reshape(*indices.shape, table.shape[-1])
+    return out.reshape(*indices.shape, out.shape[-1])
 
 
 def mha_kernel(name, module: nn.MultiheadAttention, w, batch, query, key, value,
@@ -220,13 +240,12 @@ def mha_kernel(name, module: nn.MultiheadAttention, w, batch, query, key, value,
             "which per-example weights do not support."
         )
     bdim = 0 if module.batch_first else 1
-    for t in (query, key, value):
-        check_batch(name, t, batch, bdim)
+    query, key, value = (batched(name, t, batch, bdim) for t in (query, key, value))
     if not module.batch_first:
         query, key, value = (t.transpose(0, 1) for t in (query, key, value))  # (B, L, E)
     get = lambda n: w.get(n, getattr(module, n))  # noqa: E731
     if module._qkv_same_embed_dim:
-        wq, wk, wv = _split3(get("in_proj_weight"))
+        wq, wk, wv = _split3(get("in_proj_weight"))  # factored weights stay factored
     else:
         wq, wk, wv = get("q_proj_weight"), get("k_proj_weight"), get("v_proj_weight")
     bias = get("in_proj_bias")
@@ -259,7 +278,7 @@ def mha_kernel(name, module: nn.MultiheadAttention, w, batch, query, key, value,
 
 
 def _split3(weight):
-    return dense(weight).chunk(3, dim=-2)
+    return weight.rows(3) if isinstance(weight, LowRankWeight) else weight.chunk(3, dim=-2)
 
 
 def _attention_mask(attn_mask, key_padding_mask, batch, heads, q):
@@ -286,22 +305,29 @@ def _as_additive(mask: torch.Tensor, dtype) -> torch.Tensor:
 # Modules refused with per-example weights: SyncBatchNorm needs cross-process statistics.
 UNSUPPORTED = (nn.SyncBatchNorm,)
 
-# (module type, kernel): the first type that matches wins.
-KERNELS: tuple[tuple[type[nn.Module], Callable], ...] = (
-    (nn.Linear, linear_kernel),
-    (nn.modules.conv._ConvTransposeNd, conv_transpose_kernel),
-    (nn.modules.conv._ConvNd, conv_kernel),
-    (nn.modules.batchnorm._BatchNorm, batch_norm_kernel),
-    (nn.LayerNorm, layer_norm_kernel),
-    (nn.RMSNorm, rms_norm_kernel),
-    (nn.GroupNorm, group_norm_kernel),
-    (nn.Embedding, embedding_kernel),
-    (nn.MultiheadAttention, mha_kernel),
-)
+# {class: kernel}: a module gets the kernel of the nearest class in its MRO listed here, provided
+# no class in between redefines anything but these (so its forward is the stock one).
+KERNELS: dict[type[nn.Module], Callable] = {
+    nn.Linear: linear_kernel,
+    **dict.fromkeys((nn.Conv1d, nn.Conv2d, nn.Conv3d), conv_kernel),
+    **dict.fromkeys((nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d), conv_transpose_kernel),
+    **dict.fromkeys((nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d), batch_norm_kernel),
+    nn.LayerNorm: layer_norm_kernel,
+    nn.RMSNorm: rms_norm_kernel,
+    nn.GroupNorm: group_norm_kernel,
+    nn.Embedding: embedding_kernel,
+    nn.MultiheadAttention: mha_kernel,
+}
+_HARMLESS = {"__init__", "__module__", "__qualname__", "__doc__", "__dict__", "__weakref__", "__annotations__",
+             "__firstlineno__", "__static_attributes__", "__constants__", "reset_parameters", "extra_repr"}
 
 
-def find_kernel(module: nn.Module):
-    for cls, kernel in KERNELS:
-        if isinstance(module, cls):
+def find_kernel(module: nn.Module) -> Callable | None:
+    """The kernel that computes exactly what ``module.forward`` does, or None (see ``KERNELS``)."""
+    for cls in type(module).__mro__:
+        kernel = KERNELS.get(cls)
+        if kernel is not None:
             return kernel
+        if any(name not in _HARMLESS and (callable(v) or hasattr(v, "__get__")) for name, v in vars(cls).items()):
+            return None  # a subclass with its own behaviour
     return None
