@@ -56,6 +56,9 @@ def reproduce(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     start, provenance = time.time(), _provenance()  # the code that runs, before anything changes
     res = module.run(args.quick, out)
+    if not res.get("claims"):
+        raise RuntimeError(f"reproduce {args.name}: run() returned no claims; build them with "
+                           "hypernetworks.experiments._claims so the verdicts are computed.")
     status = "quick" if args.quick else "main"
     record = {"name": args.name, "status": status, "quick": args.quick,
               "command": f"hypernetworks reproduce {args.name}" + (" --quick" if args.quick else ""),

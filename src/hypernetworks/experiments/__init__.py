@@ -1,7 +1,9 @@
 """Reproductions, registered by name: ``hypernetworks reproduce NAME [--quick]``.
 
-Each module exposes ``run(quick, out_dir, log) -> dict`` with at least ``config``, ``table``
-and ``plot``; the CLI adds versions, seeds and wall time and writes ``results/NAME.json``.
+Each module exposes ``run(quick, out_dir, log) -> dict`` with at least ``config``, ``table``,
+``plot`` and ``claims`` (records from ``_claims``, verdicts computed); the CLI adds versions, seeds
+and wall time and writes ``results/NAME.json``; ``hypernetworks results render`` draws the docs'
+verdict blocks from the committed ``docs/results/NAME.json``.
 """
 
 from __future__ import annotations
