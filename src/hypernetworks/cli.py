@@ -17,13 +17,18 @@ from . import __version__, experiments
 
 
 def _provenance() -> dict:
+    here = Path(__file__).parent
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent).stdout.strip() or None
+                                cwd=here).stdout.strip() or None
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
+                                 capture_output=True, text=True, cwd=here).stdout.split("\n")
     except OSError:
-        commit = None
+        commit, changed = None, []
+    dirty = [line[3:] for line in changed if line.strip()]  # the package's tracked files changed since the commit
     return {"hypernetworks": __version__, "torch": torch.__version__, "python": platform.python_version(),
-            "machine": platform.machine(), "threads": torch.get_num_threads(), "commit": commit}
+            "machine": platform.machine(), "threads": torch.get_num_threads(), "commit": commit,
+            "uncommitted": dirty}
 
 
 def _progress(**kwargs):
