@@ -14,6 +14,8 @@ import math
 import torch
 from torch import nn
 
+from ._checks import check_values
+
 __all__ = ["Embedding", "Encoder", "MLP", "Noise", "Projection", "Scalars", "mlp"]
 
 
@@ -51,18 +53,22 @@ class Encoder(nn.Module):
 
 
 class Embedding(Encoder):
-    """A learned embedding per id (task, item): ``ids (...) -> z (..., dim)``, N(0, 1) init."""
+    """A learned embedding per id (task, item): ``ids (...) -> z (..., dim)``, N(0, 1) init.
 
-    def __init__(self, num: int, dim: int):
+    ``validate``: check that ids lie in ``[0, num)`` (``None``: on the CPU only, where it is free;
+    ``True``: on accelerators too, one device sync per call; see ``hypernetworks._checks``).
+    """
+
+    def __init__(self, num: int, dim: int, *, validate: bool | None = None):
         super().__init__()
         self.table = nn.Embedding(num, dim)
-        self.dim, self.cond_shape = dim, ()
+        self.dim, self.cond_shape, self.validate = dim, (), validate
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         if ids.dtype not in (torch.int32, torch.int64):
             raise TypeError(f"Embedding: ids must be int64/int32, got {ids.dtype}.")
-        torch._assert_async(((ids >= 0) & (ids < self.table.num_embeddings)).all(),
-                            f"Embedding: ids must lie in [0, {self.table.num_embeddings}).")
+        check_values((ids >= 0) & (ids < self.table.num_embeddings),
+                     f"Embedding: ids must lie in [0, {self.table.num_embeddings}).", self.validate)
         return self.table(ids)
 
     def example(self, n, generator=None):
@@ -78,19 +84,20 @@ class Scalars(Encoder):
     Encodings: ``none`` (E = dim), ``mip`` = [cos(πγ/2), sin(πγ/2)] per dimension (E = 2·dim,
     constant L2 norm; Ortiz et al., "Magnitude Invariant Parametrizations Improve Hypernetwork
     Learning", ICLR 2024), ``z|1-z`` = [γ, 1-γ] (E = 2·dim).
-    A γ outside [0, 1] raises a RuntimeError (checked inside the graph, so ``torch.compile`` works).
+    A γ outside [0, 1] raises a ValueError (``validate``: ``None`` checks on the CPU only, where it is
+    free; ``True`` on accelerators too, one device sync per call).
     """
 
-    def __init__(self, dim: int = 1, encoding: str = "mip"):
+    def __init__(self, dim: int = 1, encoding: str = "mip", *, validate: bool | None = None):
         super().__init__()
         if encoding not in ENCODINGS:
             raise ValueError(f"Scalars: encoding must be one of {ENCODINGS}, got {encoding!r}.")
-        self.encoding = encoding
+        self.encoding, self.validate = encoding, validate
         self.dim = dim if encoding == "none" else 2 * dim
         self.cond_shape = (dim,)
 
     def forward(self, gamma: torch.Tensor) -> torch.Tensor:
-        torch._assert_async(((gamma >= 0) & (gamma <= 1)).all(), "Scalars: γ must lie in [0, 1].")
+        check_values((gamma >= 0) & (gamma <= 1), "Scalars: γ must lie in [0, 1].", self.validate)
         if self.encoding == "mip":
             return torch.cat([torch.cos(math.pi * gamma / 2), torch.sin(math.pi * gamma / 2)], dim=-1)
         if self.encoding == "z|1-z":

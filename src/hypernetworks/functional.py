@@ -153,6 +153,15 @@ def _resolve(own: Mapping[str, torch.Tensor], params: Mapping, modes: Mapping[st
     return out
 
 
+def _cast(params: Mapping, own: Mapping[str, torch.Tensor]) -> dict:
+    """``params`` in their parameters' dtypes (kept where ``accepts_dtype`` already holds)."""
+    def one(t, param):
+        return t if not isinstance(t, torch.Tensor) or accepts_dtype(t, param) else t.to(param.dtype)
+
+    return {name: LoRA(*(one(t, own[name]) for t in value)) if isinstance(value, LoRA) else one(value, own[name])
+            for name, value in params.items()}
+
+
 def _tie(plan: Plan, resolved: dict) -> dict:
     """``resolved`` placed under every name its tensor has in the target (tied weights)."""
     if not plan.aliases:
@@ -170,6 +179,7 @@ def functional_call(
     per_example: bool = False,
     mode: str | Mapping[str, str] = "absolute",
     strict: bool = True,
+    cast: bool = False,
 ):
     """Call ``target(*args, **kwargs)`` with generated tensors in place of its own.
 
@@ -194,6 +204,8 @@ def functional_call(
             name, e.g. LoRA factors for the weights and residual shifts for the norms in one call.
         strict: a missing tensor is an error; ``False`` keeps the target's own for missing ones.
             Unknown names, wrong shapes, dtypes and devices are errors either way.
+        cast: cast each generated tensor to the dtype of the parameter it replaces (differentiably)
+            instead of refusing another dtype; under ``torch.autocast`` autocast's dtype is kept.
 
     Returns:
         Whatever ``target`` returns.
@@ -215,6 +227,8 @@ def functional_call(
         args = (args,)
     kwargs = {} if kwargs is None else kwargs
     own, modes = _own_parameters(target, params), _modes(mode, params)
+    if cast:
+        params = _cast(params, own)
     plan = plan_of(target)
     batch = _validate(target, own, plan, params, spec, per_example, modes, strict)
     placed = _tie(plan, _resolve(own, params, modes, factored=per_example))
@@ -232,6 +246,7 @@ def materialize(
     spec: ParamSpec | None = None,
     mode: str | Mapping[str, str] = "absolute",
     strict: bool = True,
+    cast: bool = False,
 ) -> nn.Module:
     """An independent copy of ``target`` with the generated tensors baked in.
 
@@ -241,9 +256,11 @@ def materialize(
     Args:
         target: the module to copy (left unchanged).
         params: one weight set (no batch dim), as for ``functional_call``.
-        spec, mode, strict: as for ``functional_call``.
+        spec, mode, strict, cast: as for ``functional_call``.
     """
     own, modes = _own_parameters(target, params), _modes(mode, params)
+    if cast:
+        params = _cast(params, own)
     _validate(target, own, plan_of(target), params, spec, False, modes, strict)
     resolved = _resolve(own, params, modes)
     plain = copy.deepcopy(target)

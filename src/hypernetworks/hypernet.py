@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from . import functional as F
+from ._checks import check_values
 from .encoders import Encoder
 from .heads import Head, LowRank, assemble_factors, factor_moments
 from .init import target_moments
@@ -31,7 +32,8 @@ class HyperNetwork(nn.Module):
         calibration: conditions whose features calibrate ``init`` (default: 256 ``encoder.example``
             conditions drawn with ``seed``).
         seed: seed of the calibration draw.
-        check_finite: raise if a generated tensor holds NaN/inf (one device sync per call).
+        check_finite: raise a ValueError if a generated tensor holds NaN/inf (costs one device sync
+            per call, on any device; never a device-side assert).
         freeze_target: also freeze the target's tensors that are not generated (adapters, edits), so only
             the encoder and head train; in ``residual`` mode θ0 is then frozen too.
 
@@ -102,18 +104,21 @@ class HyperNetwork(nn.Module):
         if self.check_finite:
             for name, value in params.items():
                 for t in (value if isinstance(value, tuple) else (value,)):
-                    torch._assert_async(torch.isfinite(t).all(), f"HyperNetwork: generated '{name}' is not finite.")
+                    check_values(torch.isfinite(t), f"HyperNetwork: generated '{name}' is not finite.", True)
         return params
 
     def forward(self, x, cond: torch.Tensor, **kwargs):
         """Run the target on ``x`` with tensors generated from ``cond``.
 
         ``cond`` of the encoder's ``cond_shape`` gives one weight set for the whole batch;
-        ``(B, *cond_shape)`` gives one per example (B == batch size of ``x``).
+        ``(B, *cond_shape)`` gives one per example (B == batch size of ``x``). Generated tensors are
+        cast to the dtype of the target tensor they replace (``functional_call(cast=True)``), so a
+        bf16 target can be driven by an fp32 generator; under ``torch.autocast`` they stay in
+        autocast's dtype.
         """
         per_example = self.encoder.is_batched(cond)
         return F.functional_call(self.target, self.generate(cond), (x,), kwargs, spec=self.spec,
-                                 per_example=per_example, mode=self.mode)
+                                 per_example=per_example, mode=self.mode, cast=True)
 
     def materialize(self, cond: torch.Tensor) -> nn.Module:
         """A plain copy of the target with the weights for one condition baked in."""
@@ -121,7 +126,7 @@ class HyperNetwork(nn.Module):
             raise ValueError(f"HyperNetwork.materialize: needs one condition of shape {self.encoder.cond_shape}, "
                              f"got a batch {tuple(cond.shape)}.")
         with torch.no_grad():
-            return F.materialize(self.target, self.generate(cond), spec=self.spec, mode=self.mode)
+            return F.materialize(self.target, self.generate(cond), spec=self.spec, mode=self.mode, cast=True)
 
     # --- sizes ---------------------------------------------------------------------------------
     @property
