@@ -69,3 +69,26 @@ def test_ghn_on_cuda_matches_cpu(encoder):
         torch.testing.assert_close(got[name].cpu(), value, atol=1e-4, rtol=1e-3)
     report = predict(ghn, model.to(CUDA), torch.zeros(1, 3, 64, 64, device=CUDA))
     assert not report.not_predicted and model.fc.weight.is_cuda
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("per_example", [False, True])
+def test_autocast_on_cuda_is_close_to_fp32(dtype, per_example):
+    torch.manual_seed(0)
+    target, shape = TARGETS["cnn"]()
+    target = target.to(CUDA).eval()
+    x = torch.randn(5, *shape, device=CUDA)
+    params = {k: v.detach() + 0.1 * torch.randn(*((5,) if per_example else ()), *v.shape, device=CUDA)
+              for k, v in target.named_parameters()}
+    want = hn.functional_call(target, params, x, per_example=per_example)
+    with torch.autocast("cuda", dtype=dtype):
+        low = {k: v.to(dtype) for k, v in params.items()}
+        got = hn.functional_call(target, low, x, per_example=per_example)
+    torch.testing.assert_close(got.float(), want, atol=0.05, rtol=0.05)
+
+
+def test_validation_on_cuda_is_opt_in_and_raises_a_plain_error():
+    enc = hn.encoders.Embedding(3, 2, validate=True).to(CUDA)
+    with pytest.raises(ValueError, match=r"ids must lie in \[0, 3\)"):
+        enc(torch.tensor([5], device=CUDA))
+    assert torch.ones(1, device=CUDA).item() == 1  # the CUDA context is still usable
