@@ -37,7 +37,7 @@ def claim_row(c: dict) -> str:
     base = f"{c['baseline']['name']}: {_num(c['baseline']['mean'])}" if c["baseline"] else "-"
     what = "difference" if c["kind"] == "paired" else "ours"
     ci = f"[{_signed(d['low'])}, {_signed(d['high'])}]" if d["low"] is not None else "no interval"
-    diff = f"{what} {_signed(d['mean'])} {ci}, n = {d['n']} {c['over']}; claimed {sign} {_num(c['against'])}"
+    diff = f"{what} {_signed(d['mean'])} {ci}; n = {d['n']}, over {c['over']}; claimed {sign} {_num(c['against'])}"
     return f"| {c['statement']} | {c['metric']} | {ours} | {base} | {diff} | **{c['verdict']}** |"
 
 
@@ -45,7 +45,9 @@ def block(record: dict, name: str) -> str:
     """The rendered text of one reproduction's block (without its markers)."""
     claims = record["claims"]
     quick = " (quick run: checks the pipeline, not the claim)" if record.get("quick") else ""
-    lines = ["```", f"{record['command']}   # {record['wall_s']:,.0f} s wall time, commit {record.get('commit')}, "
+    dirty = record.get("uncommitted")
+    commit = str(record.get("commit")) + (f" + uncommitted {', '.join(dirty)}" if dirty else "")
+    lines = ["```", f"{record['command']}   # {record['wall_s']:,.0f} s wall time, commit {commit}, "
              f"{record.get('threads', 1)} torch thread(s) per process{quick}", "```", "",
              f"**Computed verdicts** (from `docs/results/{name}.json`, 95% t-intervals): {tally(claims)}.", "",
              "| claim | metric | ours | baseline | interval | verdict |", "|---|---|---|---|---|---|",
