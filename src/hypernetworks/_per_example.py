@@ -26,7 +26,8 @@ from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
 from . import _kernels
 from ._kernels import LowRankWeight, PerExampleError, batched, dense
-from ._shadow import has_hooks, shadow_tree
+from ._plan import Plan
+from ._shadow import has_hooks, module_at, shadow_tree
 
 _warned: set[str] = set()
 
@@ -112,16 +113,20 @@ class _Held(torch.Tensor):
             "Generate the tensors of the module that reads it, or use per_example=False.")
 
 
-def _held(placed: dict) -> dict:
-    """``_Held`` stand-ins for the placed per-example values (the values themselves when compiling)."""
+def _held(plan: Plan, placed: dict) -> dict:
+    """``_Held`` stand-ins for the placed per-example values (the values themselves when compiling);
+    kept in the plan, since they depend only on the name, shape, dtype and device."""
     if torch.compiler.is_compiling():
         return placed
     out = {}
     for name, value in placed.items():
-        if isinstance(value, LowRankWeight):
-            out[name] = _Held(name, value.base.shape, value.base.dtype, value.base.device)
-        else:
-            out[name] = _Held(name, value.shape[1:], value.dtype, value.device)
+        one = value.base if isinstance(value, LowRankWeight) else value
+        shape = one.shape if one is not value else value.shape[1:]
+        key = (name, shape, one.dtype, one.device)
+        held = plan.held.get(key)
+        if held is None:  # a race builds two equal stand-ins; either is kept
+            held = plan.held[key] = _Held(name, shape, one.dtype, one.device)
+        out[name] = held
     return out
 
 
@@ -131,7 +136,7 @@ def _global_hooks() -> bool:
                 or m._global_backward_pre_hooks)
 
 
-def call(target: nn.Module, units: list[Unit], placed: dict, batch: int, args: tuple, kwargs: dict):
+def call(target: nn.Module, plan: Plan, units: list[Unit], placed: dict, batch: int, args: tuple, kwargs: dict):
     """Run ``target(*args, **kwargs)`` with ``placed`` (``{name: (B, *shape) | LowRankWeight}``)."""
     if _global_hooks():
         raise PerExampleError("functional_call: global module hooks are registered (torch.nn.modules.module."
@@ -140,10 +145,10 @@ def call(target: nn.Module, units: list[Unit], placed: dict, batch: int, args: t
     called: set[str] = set()
     forwards = {}
     for unit in units:
-        module = target.get_submodule(unit.path)
+        module = module_at(target, unit.path)
         weights = {leaf: placed[name] for leaf, name in unit.leaves.items()}
         forwards[unit.path] = _bound(unit, module, weights, batch, called)
-    out = shadow_tree(target, _held(placed), forwards, fused_paths=False)(*args, **kwargs)
+    out = shadow_tree(target, _held(plan, placed), forwards, fused_paths=False)(*args, **kwargs)
     unused = [unit.path or type(target).__name__ for unit in units if unit.path not in called]
     if unused:
         raise PerExampleError(

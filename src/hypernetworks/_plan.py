@@ -28,17 +28,15 @@ def fingerprint(target: nn.Module) -> tuple:
     stack = [target]
     while stack:
         module = stack.pop()
-        out.append(id(module))
-        out.append(module.__class__)
-        out.append(bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
-                        or module._backward_pre_hooks))
-        for name, param in module._parameters.items():
-            out.append(name)
-            out.append(id(param))
-        for name, child in module._modules.items():
-            out.append(name)
-            if child is not None:
-                stack.append(child)
+        state = module.__dict__
+        out += (id(module), module.__class__, bool(state["_forward_hooks"] or state["_forward_pre_hooks"]
+                                                   or state["_backward_hooks"] or state["_backward_pre_hooks"]))
+        for name, param in state["_parameters"].items():
+            out += (name, id(param))
+        children = state["_modules"]
+        if children:
+            out += children.keys()
+            stack += [child for child in children.values() if child is not None]
     return tuple(out)
 
 
@@ -50,6 +48,7 @@ class Plan:
     num_params: int  # distinct parameter tensors
     aliases: dict[str, tuple[str, ...]]
     per_names: dict = field(default_factory=dict)  # {generated names: units}, see _per_example
+    held: dict = field(default_factory=dict)  # {(name, shape, dtype, device): stand-in}, see _per_example
 
 
 def _build(target: nn.Module, signature: tuple | None) -> Plan:
@@ -79,11 +78,11 @@ def plan_of(target: nn.Module) -> Plan:
 
 
 def cached(plan: Plan, key, build):
-    """``plan.per_names[key]``, computed by ``build()`` on first use (thread-safe)."""
+    """``plan.per_names[key]``, computed by ``build()`` on first use (thread-safe: a read of a dict
+    is atomic; two threads may both build a missing value, and either result is kept)."""
     if plan.signature is None:  # a plan built under torch.compile is not shared
         return build()
-    with _lock:
-        value = plan.per_names.get(key)
+    value = plan.per_names.get(key)
     if value is None:
         value = build()
         with _lock:

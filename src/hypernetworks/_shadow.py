@@ -26,6 +26,18 @@ _HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_a
                "_backward_pre_hooks")
 
 
+_FUSED = (nn.TransformerEncoderLayer, nn.TransformerEncoder)
+
+
+def module_at(root: nn.Module, path: str) -> nn.Module:
+    """The submodule at a dotted ``path`` ('' for ``root``), by the children dicts (no checks)."""
+    module = root
+    if path:
+        for part in path.split("."):
+            module = module._modules[part]
+    return module
+
+
 def has_hooks(module: nn.Module) -> bool:
     """Whether forward or backward hooks are registered on ``module`` itself."""
     return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
@@ -37,7 +49,7 @@ def _shadow(module: nn.Module) -> nn.Module:
     state = module.__dict__.copy()
     state["_parameters"] = dict(module._parameters)
     state["_modules"] = dict(module._modules)
-    copy.__dict__ = state
+    object.__setattr__(copy, "__dict__", state)  # nn.Module.__setattr__ is slow and not needed here
     return copy
 
 
@@ -71,16 +83,16 @@ def shadow_tree(root: nn.Module, tensors: Mapping[str, Any], forwards: Mapping[s
         path, _, leaf = name.rpartition(".")
         at(path)._parameters[leaf] = value
     for path, forward in (forwards or {}).items():
-        module = at(path)
-        module.__dict__["forward"] = forward
+        state = at(path).__dict__
+        state["forward"] = forward
         for hooks in _HOOK_DICTS:
-            if hooks in module.__dict__:
-                module.__dict__[hooks] = OrderedDict()
+            if state.get(hooks):
+                state[hooks] = OrderedDict()
     for module in shadows.values():
-        if isinstance(module, nn.RNNBase):  # its forward reads this list, not the parameter dict
-            module.__dict__["_flat_weights"] = [module._parameters.get(n) for n in module._flat_weights_names]
-        elif not fused_paths and isinstance(module, nn.TransformerEncoderLayer):
-            module.__dict__["activation_relu_or_gelu"] = 0  # one of the fused path's preconditions
-        elif not fused_paths and isinstance(module, nn.TransformerEncoder):
-            module.__dict__["use_nested_tensor"] = False
+        state = module.__dict__
+        if "_flat_weights" in state:  # recurrent layers' forward reads this list, not the parameter dict
+            state["_flat_weights"] = [module._parameters.get(n) for n in module._flat_weights_names]
+        if not fused_paths and isinstance(module, _FUSED):
+            state["activation_relu_or_gelu" if isinstance(module, nn.TransformerEncoderLayer)
+                  else "use_nested_tensor"] = False  # one of each fused path's preconditions
     return shadows[""]

@@ -236,7 +236,7 @@ def functional_call(
         return shadow_tree(target, placed)(*args, **kwargs)
     names = tuple(placed)
     units = cached(plan, names, lambda: _per_example.find_units(target, names))
-    return _per_example.call(target, units, placed, batch, args, kwargs)
+    return _per_example.call(target, plan, units, placed, batch, args, kwargs)
 
 
 def materialize(
