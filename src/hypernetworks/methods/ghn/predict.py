@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .graph import build_graph
+from .graph import Graph, build_graph
 from .model import GHN
 
 __all__ = ["PredictReport", "default_input", "predict", "predict_state_dict", "recompute_bn_stats"]
@@ -28,12 +28,14 @@ class PredictReport:
     Attributes:
         predicted: names of the parameters filled with predicted values.
         not_predicted: ``{name: reason}`` for every parameter left as it was.
+        graph: the traced graph.
         graph_seconds: time to build the graph.
         predict_seconds: time of the GHN forward pass and the copy into the model.
     """
 
     predicted: list[str] = field(default_factory=list)
     not_predicted: dict[str, str] = field(default_factory=dict)
+    graph: Graph | None = field(default=None, repr=False)
     graph_seconds: float = 0.0
     predict_seconds: float = 0.0
 
@@ -73,7 +75,8 @@ def _predict(ghn: GHN, model: nn.Module, example_input, into: dict | None) -> tu
     mid = time.perf_counter()
     with torch.no_grad():
         params = ghn([graph], into=None if into is None else [into])[0]
-    report = PredictReport(predicted=list(params), not_predicted=dict(graph.unreached), graph_seconds=mid - start)
+    report = PredictReport(predicted=list(params), not_predicted=dict(graph.unreached), graph=graph,
+                           graph_seconds=mid - start)
     for name in graph.spec.names:
         if name not in params and name not in report.not_predicted:
             report.not_predicted[name] = f"its node owns more than max_params_per_node={ghn.config.max_params_per_node}"
