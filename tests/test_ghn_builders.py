@@ -149,3 +149,18 @@ def test_render_and_update_replace_only_the_table(tmp_path):
     bare.write_text("no markers\n")
     with pytest.raises(ValueError, match="bare.md has no '<!-- builders table: begin -->'"):
         update(bare, "table")
+
+
+def test_other_data_examples_in_the_docs_run():
+    text = DOC.read_text().split("## Other data", 1)[1]
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 2
+    scopes = [{}, {}]
+    for i, (code, scope) in enumerate(zip(blocks, scopes, strict=True)):
+        exec(compile(code, f"{DOC.name} example {i}", "exec"), scope)
+        out, model = scope["logits"], scope["bert" if i == 0 else "net"]
+        assert out.shape == ((8, 3) if i == 0 else (64, 10)) and out.isfinite().all()
+        assert sorted(scope["report"].predicted) == sorted(n for n, _ in model.named_parameters())
+    g = scopes[0]["report"].graph  # BERT's: the mask (input 1) reaches both attention nodes, as the docs say
+    assert g.ops[:2] == ["input", "input"] and len(g) == 36
+    assert sum(g.names[d].endswith("scaled_dot_product_attention") for s, d in g.edges if s == 1) == 2
