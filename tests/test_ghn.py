@@ -64,6 +64,7 @@ def _check_graph(g, model):
         if s in reach:
             reach.add(d)
     assert len(g) - 1 in reach, "the output is not reached from the input"
+    assert all(i in reach for i, ps in enumerate(g.params) if ps), "a node owning parameters is not fed by the input"
 
 
 @pytest.fixture(scope="module")
