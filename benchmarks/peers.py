@@ -129,7 +129,7 @@ def row_scalar(steps, x, y, mip: bool):
 
             def forward():
                 xb, yb = next(data)
-                return F.cross_entropy(hnet(xb, torch.rand(1, generator=gen)), yb)
+                return F.cross_entropy(hnet(xb, cond=torch.rand(1, generator=gen)), yb)
 
             return trainer(forward, [p for p in hnet.parameters() if p.requires_grad], fused=fused), hnet
         return make
@@ -170,7 +170,7 @@ def row_task(steps, x, y, chunked: bool):
 
             def forward():
                 xb, yb = next(data)
-                return F.cross_entropy(hnet(xb, task), yb)
+                return F.cross_entropy(hnet(xb, cond=task), yb)
 
             return trainer(forward, [p for p in hnet.parameters() if p.requires_grad], fused=fused), hnet
         return make
@@ -253,7 +253,7 @@ def row_per_example(steps, x, y):
 
         def forward():
             xb, yb = next(data)
-            return F.cross_entropy(hnet(xb, torch.rand(BATCH, 1)), yb)
+            return F.cross_entropy(hnet(xb, cond=torch.rand(BATCH, 1)), yb)
 
         return trainer(forward, [p for p in hnet.parameters() if p.requires_grad], fused=True), hnet
 

@@ -61,14 +61,14 @@ def test_zero_delta_start_and_per_example_batch(build):
                                                 norm_modules=["LayerNorm"]))
         cond = torch.tensor([0, 2, 1])
     assert all(not p.requires_grad for p in bert.parameters())
-    out = model(ids, cond, attention_mask=mask).last_hidden_state
+    out = model(ids, cond=cond, attention_mask=mask).last_hidden_state
     assert torch.equal(out, base)  # frozen model unchanged at step 0
     out.pow(2).sum().backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters() if p.requires_grad)
     perturb(model)
-    out = model(ids, cond, attention_mask=mask).last_hidden_state
+    out = model(ids, cond=cond, attention_mask=mask).last_hidden_state
     assert (out - base).abs().max() > 1e-2
-    one_by_one = torch.cat([model(ids[i:i + 1], cond[i], attention_mask=mask[i:i + 1]).last_hidden_state
+    one_by_one = torch.cat([model(ids[i:i + 1], cond=cond[i], attention_mask=mask[i:i + 1]).last_hidden_state
                             for i in range(3)])
     torch.testing.assert_close(out, one_by_one, atol=1e-4, rtol=1e-4)
 
@@ -82,7 +82,7 @@ def test_per_example_never_builds_dense_delta(monkeypatch):
     monkeypatch.setattr(_kernels.LowRankWeight, "dense", fail)
     model = text_to_lora(tiny_bert(), AdapterConfig(cond_features=8, target_modules=["query", "value"]))
     ids, mask = batch()
-    model(ids, torch.randn(3, 8), attention_mask=mask)
+    model(ids, cond=torch.randn(3, 8), attention_mask=mask)
 
 
 def test_layer_and_type_embeddings_tell_modules_apart():
@@ -126,7 +126,7 @@ def test_peft_export_loads_and_matches(tmp_path):
     loaded = peft.PeftModel.from_pretrained(tiny_bert(), path).eval()
     ids, mask = batch()
     with torch.no_grad():
-        want = model(ids, cond, attention_mask=mask).last_hidden_state
+        want = model(ids, cond=cond, attention_mask=mask).last_hidden_state
         got = loaded(ids, attention_mask=mask).last_hidden_state
         base = bert(ids, attention_mask=mask).last_hidden_state
     assert (want - base).abs().max() > 1e-2
@@ -146,12 +146,13 @@ def test_plain_pytorch_target_and_export(tmp_path):
     model = hyperformer(net, AdapterConfig(num_tasks=4, target_modules=["0", "2"], rank=2))
     perturb(model)
     x, tasks = torch.randn(4, 5), torch.tensor([3, 1, 0, 2])
-    out = model(x, tasks)
-    torch.testing.assert_close(out, torch.cat([model(x[i:i + 1], tasks[i]) for i in range(4)]), rtol=1e-4, atol=1e-4)
+    out = model(x, cond=tasks)
+    one_by_one = torch.cat([model(x[i:i + 1], cond=tasks[i]) for i in range(4)])
+    torch.testing.assert_close(out, one_by_one, rtol=1e-4, atol=1e-4)
     fresh = nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 3))
     fresh.load_state_dict(net.state_dict())
     loaded = peft.PeftModel.from_pretrained(fresh, export_peft(model, torch.tensor(1), tmp_path / "a"))
-    torch.testing.assert_close(loaded(x), model(x, torch.tensor(1)), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(loaded(x), model(x, cond=torch.tensor(1)), rtol=1e-4, atol=1e-4)
 
 
 def test_configs_validate_and_round_trip():
@@ -195,9 +196,9 @@ def test_hypersteer_starts_unsteered_and_steers_per_sequence():
     assert all(not p.requires_grad for p in lm.parameters())
     prompts = torch.randn(3, 6, generator=torch.Generator().manual_seed(6))
     # zero-delta init: unsteered at step 0 (frozen weights let torch take its fused attention path: ~1e-6 off)
-    torch.testing.assert_close(steerer(x, prompts), base, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(steerer(x, cond=prompts), base, atol=1e-5, rtol=1e-5)
     perturb(steerer)
-    out = steerer(x, prompts)
+    out = steerer(x, cond=prompts)
     vectors = steerer.generate(prompts)[name]  # (3, 16)
     assert vectors.shape == (3, 16) and vectors.abs().max() > 1e-3
     for i in range(3):  # each sequence gets its own vector, added after block 0

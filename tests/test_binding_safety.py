@@ -157,12 +157,12 @@ def make_hnet(target):
 def test_hypernetwork_under_autocast_and_with_a_bf16_target(cond):
     target = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 3))
     hnet, x = make_hnet(target), torch.randn(B, 5)
-    want = hnet(x, cond)
+    want = hnet(x, cond=cond)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        got = hnet(x, cond)
+        got = hnet(x, cond=cond)
     torch.testing.assert_close(got.float(), want, atol=0.05, rtol=0.05)
     target.to(torch.bfloat16)  # a half-precision target, the generator stays fp32
-    got = hnet(x.to(torch.bfloat16), cond)
+    got = hnet(x.to(torch.bfloat16), cond=cond)
     assert got.dtype == torch.bfloat16
     torch.testing.assert_close(got.float(), want, atol=0.1, rtol=0.05)
     got.float().sum().backward()

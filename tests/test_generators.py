@@ -85,7 +85,7 @@ def test_wide_target_naive_init_explodes_and_hyperfan_in_does_not():
                                head=hn.heads.Chunked(4096, hidden=(64,)), init=init)
         w = hnet.generate(torch.tensor(0))
         ratio = w["2.weight"].var().item() * 1000  # 1.0 = Var(W) · fan_in of a variance-preserving layer
-        loss = nn.functional.cross_entropy(hnet(x, torch.tensor(0)), y).item()
+        loss = nn.functional.cross_entropy(hnet(x, cond=torch.tensor(0)), y).item()
         out[init] = (ratio, loss)
     assert out["pytorch"][0] > 30 and out["pytorch"][1] > 50
     assert 0.4 < out["hyperfan_in"][0] < 0.6 and out["hyperfan_in"][1] < 5
@@ -102,8 +102,8 @@ def test_zero_delta_starts_exactly_at_the_target(head, mode):
     x = torch.randn(5, 6)
     for value in hnet.generate(torch.rand(5, 1)).values():
         assert not torch.any(value.B if mode == "lora" else value)  # Δθ (or B) exactly zero
-    torch.testing.assert_close(hnet(x, torch.rand(5, 1)), target(x))
-    loss = (hnet(x, torch.rand(5, 1)) - 1).square().sum()  # and it can leave the start
+    torch.testing.assert_close(hnet(x, cond=torch.rand(5, 1)), target(x))
+    loss = (hnet(x, cond=torch.rand(5, 1)) - 1).square().sum()  # and it can leave the start
     grads = torch.autograd.grad(loss, [p for n, p in hnet.named_parameters()
                                        if p.requires_grad and not n.startswith("target.")], allow_unused=True)
     assert any(g is not None and g.abs().sum() > 0 for g in grads)

@@ -46,7 +46,7 @@ def test_lora_and_batchnorm_on_cuda():
     hnet = hn.HyperNetwork(target, spec, encoder=hn.encoders.Embedding(4, 8), head=hn.heads.LowRank(2),
                            mode="lora", lora_rank=2, init="zero_delta").to(CUDA)
     x, task = torch.randn(5, 6, device=CUDA), torch.randint(0, 4, (5,), device=CUDA)
-    y = hnet(x, task)  # zero-delta: the frozen target's own output
+    y = hnet(x, cond=task)  # zero-delta: the frozen target's own output
     torch.testing.assert_close(y, target(x), atol=1e-5, rtol=1e-4)
     y.square().sum().backward()
     assert target[1].running_mean.device.type == "cuda" and target[1].num_batches_tracked == 2

@@ -22,9 +22,9 @@ def test_batched_condition_gives_per_example_weights():
     hnet = make()
     x = torch.randn(4, 5)
     ids = torch.tensor([0, 3, 1, 3])
-    batched = hnet(x, ids)
+    batched = hnet(x, cond=ids)
     for i in range(4):
-        torch.testing.assert_close(batched[i:i + 1], hnet(x[i:i + 1], ids[i]))
+        torch.testing.assert_close(batched[i:i + 1], hnet(x[i:i + 1], cond=ids[i]))
     params = hnet.generate(ids)
     assert params["0.weight"].shape == (4, 16, 5)
 
@@ -32,9 +32,9 @@ def test_batched_condition_gives_per_example_weights():
 def test_condition_of_the_wrong_shape():
     hnet = make(encoder=hn.encoders.Scalars(2))
     with pytest.raises(ValueError, match=r"Scalars: a condition should have shape \(2,\) .* got \(4, 3\)"):
-        hnet(torch.randn(4, 5), torch.rand(4, 3))
+        hnet(torch.randn(4, 5), cond=torch.rand(4, 3))
     with pytest.raises(TypeError, match="ids must be int64"):
-        make()(torch.randn(1, 5), torch.tensor(1.0))
+        make()(torch.randn(1, 5), cond=torch.tensor(1.0))
 
 
 def test_state_dict_round_trip():
@@ -44,14 +44,14 @@ def test_state_dict_round_trip():
             p.add_(0.1)
     fresh.load_state_dict(hnet.state_dict())
     x, ids = torch.randn(3, 5), torch.tensor([1, 2, 0])
-    assert torch.equal(fresh(x, ids), hnet(x, ids))
+    assert torch.equal(fresh(x, cond=ids), hnet(x, cond=ids))
 
 
 def test_materialize_one_condition():
     hnet = make(mode="residual", init="default_match")
     plain = hnet.materialize(torch.tensor(2))
     x = torch.randn(3, 5)
-    torch.testing.assert_close(plain(x), hnet(x, torch.tensor(2)))
+    torch.testing.assert_close(plain(x), hnet(x, cond=torch.tensor(2)))
     assert isinstance(plain, nn.Sequential)
     with pytest.raises(ValueError, match="needs one condition"):
         hnet.materialize(torch.tensor([1, 2]))
@@ -95,7 +95,7 @@ def test_compile_fullgraph(batched):
     x = torch.randn(4, 5)
     gamma = torch.rand(4, 1) if batched else torch.rand(1)
     compiled = torch.compile(hnet, fullgraph=True, dynamic=False)
-    torch.testing.assert_close(compiled(x, gamma), hnet(x, gamma))
+    torch.testing.assert_close(compiled(x, cond=gamma), hnet(x, cond=gamma))
 
 
 # --- encoders ------------------------------------------------------------------------------------
@@ -128,11 +128,11 @@ def test_data_conditioned_and_noise_encoders():
     enc = hn.encoders.MLP(6, 8)
     hnet = hn.HyperNetwork(target, encoder=enc, head=hn.heads.Full(), mode="residual", init="default_match")
     x = torch.randn(5, 6)
-    out = hnet(x, x)  # each example generates its own weights
+    out = hnet(x, cond=x)  # each example generates its own weights
     assert out.shape == (5, 2)
     noise = hn.encoders.Noise(4)
     ens = hn.HyperNetwork(nn.Linear(6, 2), encoder=noise, head=hn.heads.Full())
-    members = torch.stack([ens(x, z) for z in noise.sample(3, torch.Generator().manual_seed(0))])
+    members = torch.stack([ens(x, cond=z) for z in noise.sample(3, torch.Generator().manual_seed(0))])
     assert members.std(0).mean() > 0  # different members disagree
     proj = hn.encoders.Projection(384, 16)
     assert proj(torch.randn(2, 384)).shape == (2, 16)
@@ -155,10 +155,10 @@ def _ddp_worker(rank, world, port, out_dir):
     model = nn.parallel.DistributedDataParallel(hnet)
     torch.manual_seed(100 + rank)  # each rank sees different data
     x, ids = torch.randn(6, 5), torch.randint(0, 4, (6,))
-    model(x, ids).square().mean().backward()
+    model(x, cond=ids).square().mean().backward()
     grads = {n: p.grad.clone() for n, p in hnet.named_parameters() if p.grad is not None}
     local = make(head=hn.heads.Chunked(40, hidden=(8,)))
-    local(x, ids).square().mean().backward()
+    local(x, cond=ids).square().mean().backward()
     local_grads = {n: p.grad.clone() for n, p in local.named_parameters() if p.grad is not None}
     torch.save((grads, local_grads), os.path.join(out_dir, f"rank{rank}.pt"))
     dist.barrier()
@@ -185,3 +185,34 @@ def test_import_is_lean():
             "if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_every_input_of_the_target_passes_through():
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(8, 2, batch_first=True)
+    hnet = hn.HyperNetwork(mha, hn.ParamSpec.from_module(mha, include=["out_proj.*"]),
+                           encoder=hn.encoders.Embedding(3, 4), head=hn.heads.Full(hidden=(8,)))
+    q, kv = torch.randn(2, 5, 8), torch.randn(2, 6, 8)
+    mask = torch.zeros(2, 6, dtype=torch.bool)
+    mask[:, -1] = True
+    cond = torch.tensor([0, 2])
+    out, weights = hnet(q, kv, kv, key_padding_mask=mask, cond=cond)
+    assert out.shape == (2, 5, 8) and torch.all(weights[..., -1] == 0)
+    params = hnet.generate(cond)
+    for i in range(2):
+        ref = torch.func.functional_call(mha, {k: v[i] for k, v in params.items()},
+                                         (q[i:i + 1], kv[i:i + 1], kv[i:i + 1]), {"key_padding_mask": mask[i:i + 1]})
+        torch.testing.assert_close(out[i:i + 1], ref[0])
+    with pytest.raises(TypeError, match=r"pass the condition by name, e.g. hnet\(x, cond=c\)"):
+        hnet(q, kv, kv)
+
+
+def test_forward_sets_runs_each_condition_on_the_same_inputs():
+    hnet = make()
+    x, ids = torch.randn(6, 5), torch.tensor([3, 0, 2])
+    out = hnet.forward_sets(x, conds=ids)
+    assert out.shape == (3, 6, 3)
+    for k in range(3):
+        torch.testing.assert_close(out[k], hnet(x, cond=ids[k]))
+    with pytest.raises(ValueError, match="conds needs a leading K"):
+        hnet.forward_sets(x, conds=torch.tensor(1))

@@ -120,18 +120,18 @@ def test_hyperplanes_starts_at_the_shared_inr_and_learns():
     hnet = hyperplanes(inr, 3, 20, dim=16, hidden=(32,))
     coords, values = observations()
     obs = torch.cat([coords, values], -1)
-    torch.testing.assert_close(hnet(coords, obs), inr(coords))  # Δθ = 0 at the start
+    torch.testing.assert_close(hnet(coords, cond=obs), inr(coords))  # Δθ = 0 at the start
     opt = torch.optim.Adam([p for p in hnet.parameters() if p.requires_grad], lr=1e-3)
     first = None
     for _ in range(60):
-        loss = (hnet(coords, obs) - values).square().mean()
+        loss = (hnet(coords, cond=obs) - values).square().mean()
         first = first if first is not None else loss.item()
         opt.zero_grad()
         loss.backward()
         opt.step()
     assert loss.item() < first / 2
     full = hyperplanes(siren(2, 16, 2, 1), 3, 20, dim=16, full=True)
-    assert full.mode == "absolute" and full(coords, obs).shape == (4, 20, 1)
+    assert full.mode == "absolute" and full(coords, cond=obs).shape == (4, 20, 1)
 
 
 def test_sgd_adaptation_is_batched_and_independent_per_signal():

@@ -29,7 +29,7 @@ def test_mip_starts_at_theta0_for_every_gamma():
     mip = hn.methods.mip.hypernetwork(t, num_scalars=2)
     x = torch.randn(4, 6)
     for gamma in (torch.tensor([0.0, 1.0]), torch.rand(4, 2)):
-        torch.testing.assert_close(mip(x, gamma), t(x))
+        torch.testing.assert_close(mip(x, cond=gamma), t(x))
     assert mip.mode == "residual" and mip.encoder.encoding == "mip" and mip.encoder.dim == 4
 
 
@@ -40,7 +40,7 @@ def test_mip_learns_a_gamma_dependent_function():
     x = torch.randn(64, 1)
     for _ in range(300):
         gamma = torch.rand(64, 1)
-        loss = (mip(x, gamma) - gamma * 3 * x).square().mean()  # slope 3γ: needs per-example weights
+        loss = (mip(x, cond=gamma) - gamma * 3 * x).square().mean()  # slope 3γ: needs per-example weights
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -5,6 +5,7 @@ from . import heads as heads
 from . import init as init
 from .functional import PerExampleError as PerExampleError
 from .functional import functional_call as functional_call
+from .functional import functional_call_sets as functional_call_sets
 from .functional import materialize as materialize
 from .hypernet import HyperNetwork as HyperNetwork
 from .spec import LoRA as LoRA
@@ -21,6 +22,7 @@ __all__ = [
     "PerExampleError",
     "encoders",
     "functional_call",
+    "functional_call_sets",
     "heads",
     "init",
     "materialize",

@@ -22,7 +22,8 @@ from ._plan import Plan, cached, plan_of
 from ._shadow import shadow_tree
 from .spec import LoRA, ParamSpec
 
-__all__ = ["LoRA", "MODES", "PerExampleError", "accepts_dtype", "functional_call", "materialize"]
+__all__ = ["LoRA", "MODES", "PerExampleError", "accepts_dtype", "functional_call", "functional_call_sets",
+           "materialize"]
 
 MODES = ("absolute", "residual", "lora")
 
@@ -237,6 +238,26 @@ def functional_call(
     names = tuple(placed)
     units = cached(plan, names, lambda: _per_example.find_units(target, names))
     return _per_example.call(target, plan, units, placed, batch, args, kwargs)
+
+
+def functional_call_sets(
+    target: nn.Module,
+    params: Mapping[str, torch.Tensor | LoRA],
+    args: tuple | torch.Tensor,
+    kwargs: dict | None = None,
+    **options,
+):
+    """Run K weight sets over the same inputs: ``params`` ``{name: (K, *shape)}`` (LoRA factors
+    ``(K, r, I)``, ``(K, O, r)``), output ``(K, *output)``.
+
+    Each set is a shared call (``functional_call`` with ``options``: spec, mode, strict, cast),
+    vectorised with ``torch.func.vmap`` (random ops draw independently per set). Use it to score
+    many generated networks on one batch, e.g. every learned task's network in continual learning.
+    """
+    if options.get("per_example"):
+        raise ValueError("functional_call_sets: every set sees the whole input; per_example is not an option.")
+    return torch.func.vmap(lambda p: functional_call(target, p, args, kwargs, **options),
+                           randomness="different")(dict(params))
 
 
 def materialize(

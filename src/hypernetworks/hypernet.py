@@ -40,9 +40,9 @@ class HyperNetwork(nn.Module):
     Example:
         >>> target = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
         >>> hnet = HyperNetwork(target, encoder=encoders.Embedding(3, 8), head=heads.Full())
-        >>> hnet(torch.randn(5, 4), torch.tensor(1)).shape  # one weight set for the batch
+        >>> hnet(torch.randn(5, 4), cond=torch.tensor(1)).shape  # one weight set for the batch
         torch.Size([5, 2])
-        >>> hnet(torch.randn(5, 4), torch.tensor([0, 1, 2, 1, 0])).shape  # one per example
+        >>> hnet(torch.randn(5, 4), cond=torch.tensor([0, 1, 2, 1, 0])).shape  # one per example
         torch.Size([5, 2])
     """
 
@@ -107,18 +107,31 @@ class HyperNetwork(nn.Module):
                     check_values(torch.isfinite(t), f"HyperNetwork: generated '{name}' is not finite.", True)
         return params
 
-    def forward(self, x, cond: torch.Tensor, **kwargs):
-        """Run the target on ``x`` with tensors generated from ``cond``.
+    def forward(self, *args, cond: torch.Tensor | None = None, **kwargs):
+        """``target(*args, **kwargs)`` with tensors generated from ``cond`` (always by name).
 
         ``cond`` of the encoder's ``cond_shape`` gives one weight set for the whole batch;
-        ``(B, *cond_shape)`` gives one per example (B == batch size of ``x``). Generated tensors are
-        cast to the dtype of the target tensor they replace (``functional_call(cast=True)``), so a
-        bf16 target can be driven by an fp32 generator; under ``torch.autocast`` they stay in
-        autocast's dtype.
+        ``(B, *cond_shape)`` gives one per example (B == the batch of the inputs). Every positional
+        and keyword input goes to the target: ``hnet(x, cond=c)``, ``hnet(q, k, v, cond=c)``,
+        ``hnet(input_ids, attention_mask=m, cond=c)``. Generated tensors are cast to the dtype of
+        the target tensor they replace (``functional_call(cast=True)``), so a bf16 target can be
+        driven by an fp32 generator; under ``torch.autocast`` they stay in autocast's dtype.
         """
-        per_example = self.encoder.is_batched(cond)
-        return F.functional_call(self.target, self.generate(cond), (x,), kwargs, spec=self.spec,
+        if cond is None:
+            raise TypeError("HyperNetwork: pass the condition by name, e.g. hnet(x, cond=c); every positional "
+                            "input goes to the target.")
+        per_example = self.encoder.is_batched(cond)  # checks the condition's shape first
+        return F.functional_call(self.target, self.generate(cond), args, kwargs, spec=self.spec,
                                  per_example=per_example, mode=self.mode, cast=True)
+
+    def forward_sets(self, *args, conds: torch.Tensor, **kwargs):
+        """The same inputs under each of K conditions ``conds (K, *cond_shape)``: outputs stacked
+        ``(K, *output)`` (e.g. every learned task's network on one batch, as HyperCL's regulariser and
+        task inference need). See ``functional_call_sets``."""
+        if not self.encoder.is_batched(conds):
+            raise ValueError(f"HyperNetwork.forward_sets: conds needs a leading K, got {tuple(conds.shape)}.")
+        return F.functional_call_sets(self.target, self.generate(conds), args, kwargs, spec=self.spec,
+                                      mode=self.mode, cast=True)
 
     def materialize(self, cond: torch.Tensor) -> nn.Module:
         """A plain copy of the target with the weights for one condition baked in."""

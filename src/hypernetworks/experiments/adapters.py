@@ -226,7 +226,7 @@ def _run(job) -> dict:
             mask = torch.cat([data["desc_mask"][tasks], mask], dim=1)
             pooled = functional_call(top, model(torch.tensor(0)), (h, mask), spec=spec, mode="lora")
         else:
-            pooled = model(h, tasks if method == "hyperformer" else data["desc_emb"][tasks], mask=mask)
+            pooled = model(h, cond=tasks if method == "hyperformer" else data["desc_emb"][tasks], mask=mask)
         return heads(pooled)
 
     train_tasks = range(k) if method == "per_task" else range(len(SEEN))

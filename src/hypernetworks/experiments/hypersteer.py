@@ -202,7 +202,7 @@ def _run(job) -> dict:
                          calibration=prompts[seen])
     opt = torch.optim.Adam([p for p in steerer.parameters() if p.requires_grad], lr=1e-3)
     for seqs, k in _batches(data, seen, cfg["steer_steps"], cfg["batch"], seed):
-        loss = nll(steerer(seqs[:, :-1], prompts[torch.tensor(seen)[k]]), seqs).mean()
+        loss = nll(steerer(seqs[:, :-1], cond=prompts[torch.tensor(seen)[k]]), seqs).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -62,7 +62,7 @@ def _train_few_shot(method: str, steps: int, seed: int, train: torch.Tensor):
             adapted = adapt_sgd(inr, coords, values, MAML_STEPS, INNER_LR, create_graph=True)
             pred = functional_call(inr, adapted, (grid.expand(len(images), -1, -1),), per_example=True)
         else:
-            pred = model(grid.expand(len(images), -1, -1), torch.cat([coords, values], -1))
+            pred = model(grid.expand(len(images), -1, -1), cond=torch.cat([coords, values], -1))
         loss = (pred - images).square().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -89,7 +89,7 @@ def few_shot(job) -> list[dict]:
                 pred = functional_call(inr, adapted, (grid,), per_example=True)
         else:
             with torch.no_grad():
-                pred = inr(grid) if name == "universal" else model(grid, torch.cat([coords, values], -1))
+                pred = inr(grid) if name == "universal" else model(grid, cond=torch.cat([coords, values], -1))
         per_image_ms = (time.perf_counter() - start) / len(test) * 1e3
         unseen = ~mask
         mse = ((pred.squeeze(-1) - test.squeeze(-1)).square() * unseen).sum(1) / unseen.sum(1)

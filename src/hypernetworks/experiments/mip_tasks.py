@@ -51,13 +51,13 @@ class LabelSmoothing:
     @staticmethod
     def loss(model, batch, gamma: torch.Tensor) -> torch.Tensor:
         x, y = batch
-        return F.cross_entropy(model(x, gamma), y, label_smoothing=0.2 * gamma.item())
+        return F.cross_entropy(model(x, cond=gamma), y, label_smoothing=0.2 * gamma.item())
 
     def evaluate(self, model, gamma: float) -> tuple[float, float]:
         """(accuracy, loss) on the test images at ``gamma``."""
         g = torch.tensor([gamma])
         with torch.no_grad():
-            logits = model(self.xt, g)
+            logits = model(self.xt, cond=g)
         loss = F.cross_entropy(logits, self.yt, label_smoothing=0.2 * gamma).item()
         return (logits.argmax(1) == self.yt).float().mean().item(), loss
 
@@ -86,13 +86,13 @@ class Denoising:
     def loss(self, model, batch, gamma):
         clean, noise = batch
         noisy = clean + gamma * self.sigma_max * noise
-        return F.mse_loss(model(noisy, gamma), clean)
+        return F.mse_loss(model(noisy, cond=gamma), clean)
 
     def evaluate(self, model, gamma):
         """(PSNR in dB, MSE) on the test patches at ``gamma``."""
         noisy = self.xt + gamma * self.sigma_max * self.noise_t
         with torch.no_grad():
-            mse = F.mse_loss(model(noisy, torch.tensor([gamma])), self.xt).item()
+            mse = F.mse_loss(model(noisy, cond=torch.tensor([gamma])), self.xt).item()
         return 10 * math.log10(1.0 / max(mse, 1e-12)), mse
 
 

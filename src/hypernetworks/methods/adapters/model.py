@@ -99,12 +99,14 @@ class GeneratedAdapters(nn.Module):
         norms = {} if self.norms is None else self.norms.generate(cond)
         return {"lora": self.lora.generate(cond), "norms": norms}
 
-    def forward(self, x, cond: torch.Tensor, **kwargs):
-        """``target(x, **kwargs)`` under the adapter for ``cond``: one condition for the whole
+    def forward(self, *args, cond: torch.Tensor, **kwargs):
+        """``target(*args, **kwargs)`` under the adapter for ``cond``: one condition for the whole
         batch, or ``(B, *cond_shape)`` for one adapter per example (no (B, O, I) tensor is built)."""
         params = self.generate(cond)
         modes = dict.fromkeys(params["lora"], "lora") | dict.fromkeys(params["norms"], "residual")
-        return functional_call(self.target, params["lora"] | params["norms"], (x,), kwargs, mode=modes,
+        # One call with the tensors of both hypernetworks (LoRA factors and residual norm shifts, each
+        # with its own mode): a single HyperNetwork cannot run another's tensors, so the binding is used.
+        return functional_call(self.target, params["lora"] | params["norms"], args, kwargs, mode=modes,
                                per_example=self.encoder.is_batched(cond), strict=False)
 
     @property

@@ -76,7 +76,7 @@ def hypersteer(model: nn.Module, steer_name: str, config: SteerConfig, *,
     Example:
         >>> name = add_steering(lm, "blocks.1", width=96)
         >>> steerer = hypersteer(lm, name, SteerConfig(cond_features=384, width=96))
-        >>> logits = steerer(tokens, prompt_emb)  # prompt_emb (B, 384): one vector per sequence
+        >>> logits = steerer(tokens, cond=prompt_emb)  # prompt_emb (B, 384): one vector per sequence
     """
     spec = ParamSpec.from_module(model, include=steer_name)
     if spec.names != [steer_name] or spec[steer_name].shape != (config.width,):

@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...encoders import Embedding
-from ...functional import functional_call
 from ...heads import Chunked, Full
 from ...hypernet import HyperNetwork
 from ...spec import ParamSpec
@@ -112,7 +111,7 @@ class HyperCL(nn.Module):
         losses = []
         for x, y in batches_for(loader, epochs, steps):
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(self.hnet(x, cond), y)
+            loss = loss_fn(self.hnet(x, cond=cond), y)
             loss.backward()
             if cfg.beta > 0 and any(t != task_id for t in self.learned_tasks):
                 delta = _adam_lookahead(opt, head_params) if cfg.lookahead else None
@@ -131,7 +130,7 @@ class HyperCL(nn.Module):
     def forward(self, x: torch.Tensor, task_id: int | torch.Tensor) -> torch.Tensor:
         """Target outputs with the weights of ``task_id`` (an int, or (N,) ids per example)."""
         cond = torch.as_tensor(task_id, device=self.targets.device)
-        return self.hnet(x, cond)
+        return self.hnet(x, cond=cond)
 
     @torch.no_grad()
     def infer_task(self, x: torch.Tensor) -> torch.Tensor:
@@ -140,9 +139,7 @@ class HyperCL(nn.Module):
         if not tasks:
             raise RuntimeError("HyperCL.infer_task: no task has been learned yet.")
         ids = torch.tensor(tasks, device=self.targets.device)
-        params = self.hnet.generate(ids)  # {name: (T, *shape)}
-        target = self.hnet.target
-        logits = torch.func.vmap(lambda p: functional_call(target, p, (x,), spec=self.hnet.spec))(params)  # (T, N, C)
+        logits = self.hnet.forward_sets(x, conds=ids)  # (T, N, C)
         probs = logits.softmax(-1)
         entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1)  # (T, N)
         return ids[entropy.argmin(0)]

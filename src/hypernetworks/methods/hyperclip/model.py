@@ -128,7 +128,7 @@ class HyperCLIP(nn.Module):
         self._check_text(text)
         if self.hnet is None:
             return F.normalize(self.image_encoder(images), dim=-1)
-        return F.normalize(self.hnet(images, pad_set(text, self.config.max_classes)), dim=-1)
+        return F.normalize(self.hnet(images, cond=pad_set(text, self.config.max_classes)), dim=-1)
 
     def forward(self, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """SigLIP logits ``(B, K)`` of ``(B, C, H, W)`` images against the task's ``(K, D)`` class embeddings."""

@@ -28,7 +28,7 @@ def hypernetwork(target: nn.Module, spec: ParamSpec | None = None, config: MIPCo
         config: a ``MIPConfig``; keyword ``overrides`` replace its fields.
 
     Returns:
-        ``HyperNetwork``; call it as ``hnet(x, gamma)`` with ``gamma`` (d,) or (B, d) in [0, 1].
+        ``HyperNetwork``; call it as ``hnet(x, cond=gamma)`` with ``gamma`` (d,) or (B, d) in [0, 1].
         ``residual=True`` starts exactly at θ0 (``zero_delta``); ``residual=False`` starts with
         the variance of the target's own init (``default_match``).
     """

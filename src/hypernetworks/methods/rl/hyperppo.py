@@ -99,6 +99,8 @@ class ArchPolicy(nn.Module):
         if obs.dim() != 2 or obs.shape[-1] != self.in_dim or arch.shape != obs.shape[:1]:
             raise ValueError(f"ArchPolicy: expected obs (B, {self.in_dim}) and arch ids (B,), got "
                              f"{tuple(obs.shape)} and {tuple(arch.shape)}.")
+        # K weight sets generated once and gathered per example (cheaper than generating B sets from
+        # repeated codes through HyperNetwork.forward), so the binding is called directly.
         per_arch = self.hnet.generate(self.codes)  # {name: (K, *shape)}
         params = {name: t[arch] for name, t in per_arch.items()}  # {name: (B, *shape)}
         return functional_call(self.hnet.target, params, (obs, self.masks[arch], self.depths[arch]),

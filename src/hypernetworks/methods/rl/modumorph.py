@@ -70,9 +70,9 @@ class ModuMorph(nn.Module):
         _check("ModuMorph", obs, context, pad, self.obs_dim, self.ctx_dim)
         b, length = pad.shape
         ctx = context.flatten(0, 1)  # (B·L, C): one weight set per limb
-        tokens = self.embed(obs.flatten(0, 1), ctx).view(b, length, self.d_model)  # (B, L, D)
+        tokens = self.embed(obs.flatten(0, 1), cond=ctx).view(b, length, self.d_model)  # (B, L, D)
         h = self.body(tokens, pad)  # (B, L, D)
-        out = self.decode(h.flatten(0, 1), ctx).view(b, length)  # (B, L)
+        out = self.decode(h.flatten(0, 1), cond=ctx).view(b, length)  # (B, L)
         return out.masked_fill(pad, 0.0)
 
 

@@ -70,6 +70,8 @@ class _Generated(nn.Module):
             gains = (1 + self.gain(z)).split(self.units, dim=-1)  # per layer (B, O_l)
             for name, g in zip(self.layers, gains, strict=True):
                 params[f"{name}.weight"] = params[f"{name}.weight"] * g.unsqueeze(-1)  # (B, O_l, I_l)
+        # The generated weights are rescaled per unit before the call, which HyperNetwork.forward
+        # cannot do, so the binding is called directly.
         return functional_call(self.hnet.target, params, (x,), spec=self.hnet.spec, per_example=True)
 
 

@@ -83,7 +83,7 @@ class HyperPredictor(nn.Module):
         return self.hnet.generate(g)["weight"]
 
     def forward(self, z: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        return self.hnet(z, g)
+        return self.hnet(z, cond=g)
 
 
 class MLPPredictor(nn.Module):
