@@ -12,7 +12,19 @@ import torch
 from torch import nn
 
 from hypernetworks.methods.ghn import GraphError, build_graph, load_pretrained
-from hypernetworks.methods.ghn.builders import BEGIN, END, builders, check, example_input, make_model, render
+from hypernetworks.methods.ghn.builders import (
+    BEGIN,
+    END,
+    GRAPH_BEGIN,
+    GRAPH_END,
+    builders,
+    check,
+    check_graph,
+    classifiers,
+    example_input,
+    make_model,
+    render,
+)
 from hypernetworks.methods.ghn.builders import _mode as run_mode
 
 torch.set_num_threads(1)
@@ -21,8 +33,8 @@ BUILDERS = builders()
 OUTCOMES = r"all predicted; runs, output (finite|NOT finite)|refused: build_graph: .+"
 
 
-def _doc_rows() -> dict[str, list[str]]:
-    table = DOC.read_text().split(BEGIN, 1)[1].split(END, 1)[0]
+def _doc_rows(begin: str = BEGIN, end: str = END) -> dict[str, list[str]]:
+    table = DOC.read_text().split(begin, 1)[1].split(end, 1)[0]
     rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table.splitlines()
             if line.startswith("| `")]
     return {r[0].strip("`"): r for r in rows}
@@ -43,6 +55,17 @@ def test_builder_row_matches_the_docs(name, family, ghn):
     row = check(name, family, ghn)
     assert re.fullmatch(OUTCOMES, row.eval) and re.fullmatch(OUTCOMES, row.train), (row.eval, row.train)
     assert row.cells() == _doc_rows()[name], f"rerun `python -m hypernetworks.methods.ghn.builders --update {DOC}`"
+
+
+@pytest.mark.parametrize("name", classifiers())
+def test_classification_graph_row_matches_the_docs(name):
+    row = check_graph(name)
+    assert row.cells() == _doc_rows(GRAPH_BEGIN, GRAPH_END).get(name), f"rerun `python -m {check_graph.__module__} " \
+        f"--update {DOC}`"
+
+
+def test_classification_table_lists_every_builder():
+    assert list(_doc_rows(GRAPH_BEGIN, GRAPH_END)) == classifiers()
 
 
 def _detector():

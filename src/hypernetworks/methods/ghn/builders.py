@@ -7,7 +7,7 @@ rewrites the one in that file (``--only NAME ...`` for some rows). Each builder 
 ``KWARGS`` / ``example_input``. A row checks, per mode: every parameter is predicted by the shipped GHN
 and finite, and every node owning parameters is reached from the input; the model then runs (train mode:
 a batch of 2 where it has BatchNorm, detection models with targets, returning losses); and whether what
-it returns is finite.
+it returns is finite. A second table gives the graph of every classification builder (``check_graph``).
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten
 
-from .graph import Graph, GraphError
+from .graph import Graph, GraphError, build_graph
 from .model import GHN
 from .predict import predict
 
-__all__ = ["FAMILIES", "KWARGS", "Row", "builders", "check", "example_input", "make_model", "render", "update"]
+__all__ = ["FAMILIES", "KWARGS", "GraphRow", "Row", "builders", "check", "check_graph", "classifiers", "example_input",
+           "make_model", "render", "update"]
 
 FAMILIES = ("detection", "segmentation", "video", "optical_flow")
 # Constructor keywords beyond weights=None and 3 classes: small detection inputs and few detections.
@@ -180,29 +181,87 @@ def check(name: str, family: str, ghn: GHN) -> Row:
     return Row(name, family, n, nodes, outcome_eval, outcome_train, time.perf_counter() - start)
 
 
+@dataclass
+class GraphRow:
+    """One classification builder's line: its graph only (prediction is tested per family in test_ghn).
+
+    Attributes:
+        name: the torchvision builder.
+        params: number of parameter tensors.
+        nodes: nodes of its graph (0 when refused).
+        graph: what ``build_graph`` gave: every parameter on a node fed by the input, or what is not.
+        seconds: wall time of the row; not in the table.
+    """
+
+    name: str
+    params: int
+    nodes: int
+    graph: str
+    seconds: float = 0.0
+
+    def cells(self) -> list[str]:
+        return [f"`{self.name}`", str(self.params), str(self.nodes), self.graph]
+
+
+def classifiers() -> list[str]:
+    """Every torchvision classification builder (``torchvision.models``' own list)."""
+    import torchvision
+
+    return torchvision.models.list_models(module=torchvision.models)
+
+
+def check_graph(name: str) -> GraphRow:
+    """The graph row of a classification builder (10 classes), traced on a 1x3x224x224 input (299 for inception)."""
+    import torchvision
+
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if name.startswith("regnet"):  # its constructor computes widths with tensors: not on meta
+            model = torchvision.models.get_model(name, weights=None, num_classes=10)
+        else:
+            with torch.device("meta"):
+                model = torchvision.models.get_model(name, weights=None, num_classes=10)
+    n = sum(1 for _ in model.parameters())
+    try:
+        g = build_graph(model.eval(), torch.zeros(1, 3, 299 if name.startswith("inception") else 224, 224))
+    except GraphError as e:
+        return GraphRow(name, n, 0, f"refused: {e}", time.perf_counter() - start)
+    parts, unfed = [], _unfed(g)
+    if g.unreached:
+        parts.append(f"{len(g.unreached)} not used in eval mode, e.g. `{next(iter(g.unreached))}`")
+    if unfed:
+        parts.append(f"{len(unfed)} nodes fed only by constants, e.g. `{unfed[0]}`")
+    return GraphRow(name, n, len(g), "; ".join(parts) or "every parameter on a node fed by the input",
+                    time.perf_counter() - start)
+
+
 HEADER = ["builder", "family", "parameter tensors", "graph nodes", "eval mode", "train mode"]
+GRAPH_HEADER = ["builder", "parameter tensors", "graph nodes", "graph"]
 
 
-def render(rows: list[Row]) -> str:
-    """The markdown table of ``rows``."""
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+def render(rows: list[Row] | list[GraphRow]) -> str:
+    """The markdown table of ``rows`` (all ``Row`` or all ``GraphRow``)."""
+    header = GRAPH_HEADER if rows and isinstance(rows[0], GraphRow) else HEADER
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(r.cells()) + " |" for r in rows])
 
 
 BEGIN, END = "<!-- builders table: begin -->", "<!-- builders table: end -->"
+GRAPH_BEGIN, GRAPH_END = "<!-- classification table: begin -->", "<!-- classification table: end -->"
 
 
-def update(path: str | Path, table: str) -> None:
-    """Replace the text between ``BEGIN`` and ``END`` in the file at ``path`` by ``table``.
+def update(path: str | Path, table: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace the text between the markers ``begin`` and ``end`` in the file at ``path`` by ``table``.
 
     Raises:
         ValueError: the file lacks the markers.
     """
     text = Path(path).read_text()
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"builders: {path} has no '{BEGIN}' ... '{END}' markers; add them around the table.")
-    head, rest = text.split(BEGIN, 1)
-    Path(path).write_text(head + BEGIN + "\n" + table + "\n" + END + rest.split(END, 1)[1])
+    if begin not in text or end not in text:
+        raise ValueError(f"builders: {path} has no '{begin}' ... '{end}' markers; add them around the table.")
+    head, rest = text.split(begin, 1)
+    Path(path).write_text(head + begin + "\n" + table + "\n" + end + rest.split(end, 1)[1])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -210,18 +269,27 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="*", default=None, help="builder names (default: all)")
-    parser.add_argument("--update", default=None, help="markdown file whose table to replace (docs/ghn-builders.md)")
+    parser.add_argument("--update", default=None, help="markdown file whose tables to replace (docs/ghn-builders.md)")
     args = parser.parse_args(argv)
+    if args.update and args.only is not None:
+        parser.error("--update rewrites whole tables: run it without --only")
     torch.set_num_threads(1)
-    ghn, rows = load_pretrained(), []
+    ghn, rows, graph_rows = load_pretrained(), [], []
     for name, family in builders():
         if args.only is None or name in args.only:
             rows.append(check(name, family, ghn))
             print(f"{name}: {rows[-1].seconds:.1f} s", flush=True)
-    print(f"\ntorch {torch.__version__}, 1 thread, {sum(r.seconds for r in rows):.0f} s in all\n")
-    print(render(rows))
-    if args.update:
-        update(args.update, render(rows))
+    for name in classifiers():
+        if args.only is None or name in args.only:
+            graph_rows.append(check_graph(name))
+            print(f"{name}: {graph_rows[-1].seconds:.1f} s", flush=True)
+    seconds = sum(r.seconds for r in rows + graph_rows)
+    print(f"\ntorch {torch.__version__}, 1 thread, {seconds:.0f} s in all\n")
+    for table_rows, begin, end in ((rows, BEGIN, END), (graph_rows, GRAPH_BEGIN, GRAPH_END)):
+        if table_rows:
+            print(render(table_rows) + "\n")
+            if args.update:
+                update(args.update, render(table_rows), begin, end)
 
 
 if __name__ == "__main__":

@@ -81,7 +81,7 @@ _MOVES = frozenset((
     "ge", "gt", "le", "lt", "__ge__", "__gt__", "__le__", "__lt__", "__and__", "__or__", "__invert__",
     "logical_and", "logical_or", "logical_not", "topk", "sort", "argsort", "argmax", "argmin", "unique",
     "nonzero", "nms", "batched_nms", "floor", "ceil", "round", "log2", "remainder", "__mod__", "floor_divide",
-    "__floordiv__", "grid_sample", "unfold", "all", "any",
+    "__floordiv__", "grid_sample", "unfold", "all", "any", "zero_", "fill_",
 ))
 _ATOMIC = (nn.MultiheadAttention, nn.RNNBase)
 _NORM_TYPES = {nn.modules.batchnorm._BatchNorm: "batch_norm", nn.LayerNorm: "layer_norm", nn.GroupNorm: "group_norm"}
