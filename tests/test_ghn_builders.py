@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from hypernetworks.methods.ghn import GraphError, build_graph, load_pretrained
+from hypernetworks.methods.ghn import GraphError, build_graph, load_pretrained, predict
 from hypernetworks.methods.ghn.builders import (
     BEGIN,
     END,
@@ -62,6 +62,18 @@ def test_classification_graph_row_matches_the_docs(name):
     row = check_graph(name)
     assert row.cells() == _doc_rows(GRAPH_BEGIN, GRAPH_END).get(name), f"rerun `python -m {check_graph.__module__} " \
         f"--update {DOC}`"
+
+
+def test_swin_v2_gets_every_parameter_predicted_and_runs(ghn):  # the family the table found refused
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.swin_v2_t(num_classes=10).eval()
+    x = torch.rand(1, 3, 64, 64)
+    report = predict(ghn, model, x)
+    assert not report.not_predicted and all(p.isfinite().all() for p in model.parameters())
+    with torch.no_grad():
+        assert model(x).isfinite().all()
 
 
 def test_classification_table_lists_every_builder():
