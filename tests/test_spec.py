@@ -121,3 +121,17 @@ def test_flatten_and_unflatten_errors():
         spec.flatten({"weight": torch.zeros(2, 3), "bias": torch.zeros(3)})
     with pytest.raises(ValueError, match="batch dims"):
         spec.flatten({"weight": torch.zeros(2, 3, 2), "bias": torch.zeros(5, 3)})
+
+
+def test_roles_come_from_the_module_not_a_substring_of_the_name():
+    class Custom(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight, self.gain_bias = nn.Parameter(torch.ones(2, 2)), nn.Parameter(torch.zeros(2))
+
+    net = nn.ModuleDict({"attn": nn.MultiheadAttention(4, 2, add_bias_kv=True), "rnn": nn.GRU(3, 4), "c": Custom()})
+    roles = {e.name: e.role for e in hn.ParamSpec.from_module(net)}
+    assert roles["attn.in_proj_weight"] == "weight" and roles["attn.in_proj_bias"] == "bias"
+    assert roles["attn.bias_k"] == "bias" and roles["attn.out_proj.weight"] == "weight"
+    assert roles["rnn.weight_ih_l0"] == "weight" and roles["rnn.bias_hh_l0"] == "bias"
+    assert roles["c.weight"] == "weight" and roles["c.gain_bias"] == "other"

@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
 import torch
@@ -64,7 +65,7 @@ class ParamEntry:
     kind: str
     module_type: str
 
-    @property
+    @cached_property
     def numel(self) -> int:
         return math.prod(self.shape)
 
@@ -117,12 +118,19 @@ def _kind(module: nn.Module) -> str:
     return "other"
 
 
-def _role(leaf: str) -> str:
-    if "bias" in leaf:
-        return "bias"
-    if "weight" in leaf:
-        return "weight"
-    return "other"
+_ATTENTION_ROLES = {"in_proj_weight": "weight", "q_proj_weight": "weight", "k_proj_weight": "weight",
+                    "v_proj_weight": "weight", "in_proj_bias": "bias", "bias_k": "bias", "bias_v": "bias"}
+
+
+def _role(module: nn.Module, kind: str, leaf: str) -> str:
+    """What a tensor is to its module, from the module's own naming: torch's RNNs name their tensors
+    ``weight_*`` / ``bias_*`` (``module._flat_weights_names``), attention has a fixed set, every
+    other module's ``weight`` and ``bias`` are exactly those names."""
+    if kind == "attention":
+        return _ATTENTION_ROLES.get(leaf, "other")
+    if kind == "rnn" and leaf in module._flat_weights_names:
+        return leaf.split("_", 1)[0]
+    return leaf if leaf in ("weight", "bias") else "other"
 
 
 def _fans(module: nn.Module, kind: str, leaf: str, shape: tuple[int, ...]) -> tuple[int, int]:
@@ -196,6 +204,7 @@ class ParamSpec:
             raise ValueError(f"ParamSpec: duplicate entry names in {names}.")
         self.entries = tuple(entries)
         self._by_name = {e.name: e for e in entries}
+        self._numel = offset
 
     @classmethod
     def from_module(
@@ -240,7 +249,7 @@ class ParamSpec:
             kind = _kind(owner)
             fan_in, fan_out = _fans(owner, kind, leaf, shape)
             entries.append(
-                ParamEntry(name, shape, offset, fan_in, fan_out, _role(leaf), kind,
+                ParamEntry(name, shape, offset, fan_in, fan_out, _role(owner, kind, leaf), kind,
                            type(owner).__name__)
             )
             offset += param.numel()
@@ -274,12 +283,12 @@ class ParamSpec:
     # --- sizes and look-ups -------------------------------------------------------------
     @property
     def names(self) -> list[str]:
-        return [e.name for e in self.entries]
+        return list(self._by_name)
 
     @property
     def numel(self) -> int:
         """P, the length of the flat vector."""
-        return sum(e.numel for e in self.entries)
+        return self._numel
 
     def __len__(self) -> int:
         return len(self.entries)
