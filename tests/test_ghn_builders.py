@@ -1,6 +1,7 @@
-"""GHN graphs of torchvision's detection, segmentation, video and optical-flow builders.
+"""GHN graphs of torchvision's builders: detection, segmentation, video and optical flow (predicted and run),
+classification (graphs), and the other-data examples.
 
-Each row of docs/ghn-builders.md is a test here: the row is recomputed and must equal the file.
+Each row of the tables in docs/ghn-builders.md is a test here: the row is recomputed and must equal the file.
 """
 
 import re
@@ -33,11 +34,18 @@ BUILDERS = builders()
 OUTCOMES = r"all predicted; runs, output (finite|NOT finite)|refused: build_graph: .+"
 
 
-def _doc_rows(begin: str = BEGIN, end: str = END) -> dict[str, list[str]]:
+def _doc_rows(begin: str = BEGIN, end: str = END) -> list[list[str]]:
+    """The cells of each row of the table between the markers, in file order."""
     table = DOC.read_text().split(begin, 1)[1].split(end, 1)[0]
-    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table.splitlines()
+    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in table.splitlines()
             if line.startswith("| `")]
-    return {r[0].strip("`"): r for r in rows}
+
+
+def _doc_row(name: str, begin: str = BEGIN, end: str = END) -> list[str] | None:
+    return next((r for r in _doc_rows(begin, end) if r[0] == f"`{name}`"), None)
+
+
+RERUN = f"rerun `python -m hypernetworks.methods.ghn.builders --update {DOC}`"
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +54,7 @@ def ghn():
 
 
 def test_doc_table_lists_every_builder_once_in_torchvision_order():
-    assert list(_doc_rows()) == [name for name, _ in BUILDERS]
+    assert [r[0] for r in _doc_rows()] == [f"`{name}`" for name, _ in BUILDERS]
     assert {family for _, family in BUILDERS} == {"detection", "segmentation", "video", "optical_flow"}
 
 
@@ -54,14 +62,13 @@ def test_doc_table_lists_every_builder_once_in_torchvision_order():
 def test_builder_row_matches_the_docs(name, family, ghn):
     row = check(name, family, ghn)
     assert re.fullmatch(OUTCOMES, row.eval) and re.fullmatch(OUTCOMES, row.train), (row.eval, row.train)
-    assert row.cells() == _doc_rows()[name], f"rerun `python -m hypernetworks.methods.ghn.builders --update {DOC}`"
+    assert row.cells() == _doc_row(name), RERUN
 
 
 @pytest.mark.parametrize("name", classifiers())
 def test_classification_graph_row_matches_the_docs(name):
     row = check_graph(name)
-    assert row.cells() == _doc_rows(GRAPH_BEGIN, GRAPH_END).get(name), f"rerun `python -m {check_graph.__module__} " \
-        f"--update {DOC}`"
+    assert row.cells() == _doc_row(name, GRAPH_BEGIN, GRAPH_END), RERUN
 
 
 def test_swin_v2_gets_every_parameter_predicted_and_runs(ghn):  # the family the table found refused
@@ -77,7 +84,7 @@ def test_swin_v2_gets_every_parameter_predicted_and_runs(ghn):  # the family the
 
 
 def test_classification_table_lists_every_builder():
-    assert list(_doc_rows(GRAPH_BEGIN, GRAPH_END)) == classifiers()
+    assert [r[0] for r in _doc_rows(GRAPH_BEGIN, GRAPH_END)] == [f"`{name}`" for name in classifiers()]
 
 
 def _detector():
