@@ -5,12 +5,13 @@ from torch import nn
 import hypernetworks as hn
 from hypernetworks.init import target_moments
 
-HEADS = {
-    "full": lambda: hn.heads.Full(hidden=(64,)),
-    "chunked": lambda: hn.heads.Chunked(chunk_size=1000, hidden=(64,)),
-    "per_tensor": lambda: hn.heads.PerTensor(hidden=(32,)),
-    "per_tensor_shared": lambda: hn.heads.PerTensor(hidden=(64,), shared=True),
-    "low_rank": lambda: hn.heads.LowRank(rank=8, hidden=(64,)),
+HEADS = {  # name: (head, other HyperNetwork arguments)
+    "full": (lambda: hn.heads.Full(hidden=(64,)), {}),
+    "chunked": (lambda: hn.heads.Chunked(chunk_size=1000, hidden=(64,)), {}),
+    "per_tensor": (lambda: hn.heads.PerTensor(hidden=(32,)), {}),
+    "per_tensor_shared": (lambda: hn.heads.PerTensor(hidden=(64,), shared=True), {}),
+    "low_rank": (lambda: hn.heads.Full(hidden=(64,)), {"rank": 8}),
+    "low_rank_chunked": (lambda: hn.heads.Chunked(chunk_size=500, hidden=(64,)), {"rank": 8}),
 }
 
 
@@ -33,7 +34,8 @@ class Target(nn.Module):
 def test_generated_variance_matches_scheme(head, scheme):
     torch.manual_seed(0)
     target = Target()
-    hnet = hn.HyperNetwork(target, encoder=hn.encoders.Embedding(20, 16), head=HEADS[head](), init=scheme)
+    make, options = HEADS[head]
+    hnet = hn.HyperNetwork(target, encoder=hn.encoders.Embedding(20, 16), head=make(), init=scheme, **options)
     params = hnet.generate(torch.arange(20))  # 20 conditions
     aims = target_moments(hnet.spec, scheme, "absolute", target)
     checked = 0
@@ -97,8 +99,9 @@ def test_zero_delta_starts_exactly_at_the_target(head, mode):
     torch.manual_seed(0)
     target = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 3))
     spec = hn.ParamSpec.from_module(target, include=["weight"] if mode == "lora" else None)
-    hnet = hn.HyperNetwork(target, spec, encoder=hn.encoders.Scalars(1), head=HEADS[head](), mode=mode,
-                           init="zero_delta")
+    make, options = HEADS[head]
+    hnet = hn.HyperNetwork(target, spec, encoder=hn.encoders.Scalars(1), head=make(), mode=mode,
+                           init="zero_delta", **options)
     x = torch.randn(5, 6)
     for value in hnet.generate(torch.rand(5, 1)).values():
         assert not torch.any(value.B if mode == "lora" else value)  # Δθ (or B) exactly zero
@@ -119,7 +122,7 @@ def test_zero_delta_needs_a_delta_mode():
 def test_lora_mode_generates_factors_and_rejects_biases():
     target = nn.Linear(8, 4)
     hnet = hn.HyperNetwork(target, hn.ParamSpec.from_module(target, include=["weight"]),
-                           encoder=hn.encoders.Embedding(3, 4), head=hn.heads.LowRank(2), mode="lora",
+                           encoder=hn.encoders.Embedding(3, 4), head=hn.heads.Full(), rank=2, mode="lora",
                            init="zero_delta")
     factors = hnet.generate(torch.tensor([0, 2]))["weight"]
     assert isinstance(factors, hn.LoRA) and factors.A.shape == (2, 2, 8) and factors.B.shape == (2, 4, 2)
@@ -128,9 +131,9 @@ def test_lora_mode_generates_factors_and_rejects_biases():
         hn.HyperNetwork(nn.Linear(8, 4), encoder=hn.encoders.Embedding(3, 4), head=hn.heads.Full(), mode="lora")
 
 
-def test_low_rank_head_product_shapes_for_conv_kernels():
+def test_low_rank_product_shapes_for_conv_kernels():
     target = nn.Conv2d(4, 6, 3, groups=2)
-    hnet = hn.HyperNetwork(target, encoder=hn.encoders.Embedding(3, 4), head=hn.heads.LowRank(2))
+    hnet = hn.HyperNetwork(target, encoder=hn.encoders.Embedding(3, 4), head=hn.heads.Full(), rank=2)
     p = hnet.generate(torch.tensor([0, 1]))
     assert p["weight"].shape == (2, 6, 2, 3, 3) and p["bias"].shape == (2, 6)
     assert torch.linalg.matrix_rank(p["weight"][0].reshape(6, -1)) <= 2
@@ -159,3 +162,27 @@ def test_full_head_without_bias():
     with pytest.raises(ValueError, match="'1.weight' should start at mean 1.0"):
         hn.HyperNetwork(nn.Sequential(nn.Linear(4, 6), nn.LayerNorm(6)), encoder=hn.encoders.Scalars(1),
                         head=hn.heads.Full(bias=False), init="default_match")
+
+
+@pytest.mark.parametrize("init", ["hyperfan_in", "zero_delta"])
+def test_state_dict_keys_do_not_depend_on_the_init_scheme(init):
+    def keys(scheme, mode):
+        target = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2))
+        hnet = hn.HyperNetwork(target, encoder=hn.encoders.Embedding(3, 4), head=hn.heads.Chunked(16), mode=mode,
+                               init=scheme, rank=2)
+        return list(hnet.state_dict())
+
+    assert keys(init, "residual") == keys("default_match", "residual")
+
+
+def test_factors_are_a_structure_and_assemble_in_one_place():
+    spec = hn.ParamSpec.from_module(nn.Conv2d(4, 6, 3))
+    factors = spec.factorized(2)
+    a, b = factors["weight@A"], factors["weight@B"]
+    assert (a.factor.weight, a.factor.part, b.factor.part) == ("weight", "A", "B")
+    assert a.module_name == "" and a.shape == (2, 36) and b.shape == (6, 2) and factors["bias"].factor is None
+    values = {"weight@A": torch.randn(5, 2, 36), "weight@B": torch.randn(5, 6, 2), "bias": torch.randn(5, 6)}
+    dense = factors.assemble(values, dense=True)
+    torch.testing.assert_close(dense["weight"], (values["weight@B"] @ values["weight@A"]).reshape(5, 6, 4, 3, 3))
+    lora = factors.assemble(values, dense=False)["weight"]
+    assert isinstance(lora, hn.LoRA) and lora.A is values["weight@A"]

@@ -43,8 +43,8 @@ def test_lora_and_batchnorm_on_cuda():
     torch.manual_seed(0)
     target = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.Linear(8, 3)).to(CUDA)
     spec = hn.ParamSpec.from_module(target, include=["0.weight", "2.weight"])
-    hnet = hn.HyperNetwork(target, spec, encoder=hn.encoders.Embedding(4, 8), head=hn.heads.LowRank(2),
-                           mode="lora", lora_rank=2, init="zero_delta").to(CUDA)
+    hnet = hn.HyperNetwork(target, spec, encoder=hn.encoders.Embedding(4, 8), head=hn.heads.Full(), rank=2,
+                           mode="lora", init="zero_delta").to(CUDA)
     x, task = torch.randn(5, 6, device=CUDA), torch.randint(0, 4, (5,), device=CUDA)
     y = hnet(x, cond=task)  # zero-delta: the frozen target's own output
     torch.testing.assert_close(y, target(x), atol=1e-5, rtol=1e-4)

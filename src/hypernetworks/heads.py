@@ -1,13 +1,15 @@
 """Output heads: ``z (..., E) -> {name: tensor (..., *shape)}`` for every tensor of a spec.
 
-The four output strategies of the review of hypernetworks (Chauhan et al., 2023):
+The output strategies of the review of hypernetworks (Chauhan et al., 2023):
 
 * ``Full``: one linear map to the flat vector of all P values ("generate once");
 * ``Chunked``: learned chunk embeddings and one shared generator, output trimmed to P
   (von Oswald et al., "Continual learning with hypernetworks", ICLR 2020);
 * ``PerTensor``: component-wise, a small head per tensor, or one shared head fed a learned
-  per-tensor embedding (Ha, Dai, Le, "HyperNetworks", ICLR 2017, static hypernetworks);
-* ``LowRank``: factors A (r, I), B (O, r) per weight whose product is the weight.
+  per-tensor embedding (Ha, Dai, Le, "HyperNetworks", ICLR 2017, static hypernetworks).
+
+Low-rank output is not a head: ``HyperNetwork(rank=r)`` builds any head on the spec's factors
+(``ParamSpec.factorized``) and assembles them.
 
 A head is declared without knowing the target (``Chunked(chunk_size=4096)``); the
 ``HyperNetwork`` calls ``build(spec, in_features)`` and later ``init_output(moments, z)``, which
@@ -24,15 +26,20 @@ import torch
 from torch import nn
 
 from .encoders import mlp
-from .spec import LoRA, ParamSpec
+from .spec import ParamSpec
 
-__all__ = ["Chunked", "Full", "Head", "LowRank", "PerTensor", "assemble_factors"]
+__all__ = ["Chunked", "Full", "Head", "PerTensor", "init_rows", "second_moment"]
 
 HIDDEN_INITS = ("fan_in", "fan_out")
 
 
 class Head(nn.Module):
-    """Base class: a hidden MLP ``trunk`` (in_features -> hidden...) and an output strategy.
+    """Base class: hidden MLP trunks (in_features -> hidden...) and an output strategy.
+
+    Every head answers the same three calls: ``build(spec, in_features)`` creates its parameters
+    for a spec, ``forward(z)`` maps ``z (..., E)`` to ``{name: (..., *shape)}`` for every entry, and
+    ``init_output(moments, z)`` sets the output layer so each tensor starts at its ``(mean, var)``,
+    calibrated on the features of example conditions ``z (n, E)``.
 
     Args:
         hidden: widths of the hidden layers (empty: the output layer reads z directly).
@@ -50,11 +57,16 @@ class Head(nn.Module):
         self.spec: ParamSpec | None = None
 
     def build(self, spec: ParamSpec, in_features: int) -> None:
-        """Create the parameters for ``spec``; called once by the HyperNetwork."""
+        """Create the parameters for ``spec``; called once by the HyperNetwork (subclasses extend it)."""
         if self.spec is not None:
             raise RuntimeError(f"{type(self).__name__}: already built; use a new head per hypernetwork.")
         self.spec = spec
-        self.trunk = self._trunk(in_features)
+
+    def forward(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def init_output(self, moments: dict[str, tuple[float, float]], z: torch.Tensor) -> None:
+        raise NotImplementedError
 
     def _trunk(self, in_features: int) -> nn.Sequential:
         trunk = mlp([in_features, *self.hidden], self.activation)
@@ -63,6 +75,12 @@ class Head(nn.Module):
                 nn.init.kaiming_normal_(layer.weight, mode=self.hidden_init, nonlinearity="relu")
                 nn.init.zeros_(layer.bias)
         return trunk
+
+    def grouped_features(self, z: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """The trunk on ``[z, e_g]`` for every group g (chunk, tensor, module): (..., E), (G, D) -> (..., G, d_k)."""
+        lead = z.shape[:-1]
+        zg = z.unsqueeze(-2).expand(*lead, emb.shape[0], z.shape[-1])  # (..., G, E)
+        return self.trunk(torch.cat([zg, emb.expand(*lead, -1, -1)], dim=-1))
 
     def _width(self, in_features: int) -> int:
         """d_k: the features that reach the output layer."""
@@ -73,7 +91,8 @@ class Head(nn.Module):
             raise RuntimeError(f"{type(self).__name__}: not built; pass it to a HyperNetwork first.")
 
 
-def _second_moment(h: torch.Tensor) -> float:
+def second_moment(h: torch.Tensor) -> float:
+    """E[h²] of a head's features; raises if they are all zero (nothing to calibrate on)."""
     m2 = h.detach().pow(2).mean().item()
     if m2 <= 0:
         raise ValueError("init: the head's features are all zero on the calibration conditions "
@@ -81,8 +100,9 @@ def _second_moment(h: torch.Tensor) -> float:
     return m2
 
 
-def _init_rows(layer: nn.Linear, spec: ParamSpec, moments, m2: float) -> None:
-    """Rows of ``layer`` that produce each tensor: N(0, v / (d_k · E[h²])), bias = mean."""
+def init_rows(layer: nn.Linear, spec: ParamSpec, moments, m2: float) -> None:
+    """Rows of ``layer`` that produce each tensor of ``spec`` (at its offset): N(0, v / (d_k · E[h²])),
+    bias = mean, so the tensor starts with moments (mean, v) on features with E[h²] = ``m2``."""
     with torch.no_grad():
         for e in spec:
             mean, var = moments[e.name]
@@ -109,6 +129,7 @@ class Full(Head):
 
     def build(self, spec, in_features):
         super().build(spec, in_features)
+        self.trunk = self._trunk(in_features)
         self.out = nn.Linear(self._width(in_features), spec.numel, bias=self.bias)
 
     def forward(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -116,14 +137,16 @@ class Full(Head):
         return self.spec.unflatten(self.out(self.trunk(z)))  # (..., P) -> {name: (..., *shape)}
 
     def init_output(self, moments, z: torch.Tensor) -> None:
-        _init_rows(self.out, self.spec, moments, _second_moment(self.trunk(z)))
+        init_rows(self.out, self.spec, moments, second_moment(self.trunk(z)))
 
 
 class _GainHead(Head):
     """Heads whose output layer is shared by several tensors: a fixed per-value ``gain`` and
     ``offset`` (buffers) give each tensor its own initial scale (the chunked variant of init).
     A tensor meant to start at exactly zero while others do not (LoRA's B) gets a learned
-    per-tensor ``gate`` that starts at 0 (ReZero-style), so it is zero at step 0 yet trains."""
+    per-tensor ``gate`` that starts at 0 (ReZero-style), so it is zero at step 0 yet trains. The
+    ``gate`` parameter always exists (so the state_dict does not depend on the init scheme); it
+    trains and applies only when some tensor needs it (else it is a frozen 1)."""
 
     def _set_gain(self, spec, moments, total: int) -> None:
         gain, offset = torch.ones(total), torch.zeros(total)
@@ -139,18 +162,12 @@ class _GainHead(Head):
         self.register_buffer("gain", gain)
         self.register_buffer("offset", offset)
         self.register_buffer("tensor_index", index)
-        # Only when some tensor needs it: a gate makes backward keep the raw outputs.
-        self.register_parameter("gate", nn.Parameter(gate) if bool((gate == 0).any()) else None)
-
-    def _features(self, z: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        """The trunk on ``[z, e_g]`` for every group g (chunk or tensor): (..., E), (G, D) -> (..., G, d_k)."""
-        lead = z.shape[:-1]
-        zg = z.unsqueeze(-2).expand(*lead, emb.shape[0], z.shape[-1])  # (..., G, E)
-        return self.trunk(torch.cat([zg, emb.expand(*lead, -1, -1)], dim=-1))
+        # It trains only when some tensor needs it: a trained gate makes backward keep the raw outputs.
+        self.gate = nn.Parameter(gate, requires_grad=bool((gate == 0).any()))
 
     def _scale(self, flat: torch.Tensor) -> torch.Tensor:
         """(..., N) raw outputs -> (..., N) with each tensor's gain, gate and offset."""
-        scale = self.gain if self.gate is None else self.gain * self.gate[self.tensor_index]
+        scale = self.gain * self.gate[self.tensor_index] if self.gate.requires_grad else self.gain
         return flat * scale + self.offset
 
     def _init_shared(self, layer: nn.Linear, moments, h: torch.Tensor) -> None:
@@ -163,7 +180,7 @@ class _GainHead(Head):
                 layer.weight.zero_()
                 return
             m2 = h.detach().pow(2).mean(dim=(0, 2))  # (G,) second moment per group
-            mean_m2 = _second_moment(h)
+            mean_m2 = second_moment(h)
             layer.weight.normal_(0.0, math.sqrt(1.0 / (layer.in_features * mean_m2)))
             per_value = (mean_m2 / m2).sqrt().repeat_interleave(layer.out_features)
             self.gain.mul_(per_value[: self.gain.numel()])
@@ -188,7 +205,8 @@ class Chunked(_GainHead):
         self.chunk_size, self.chunk_dim = chunk_size, chunk_dim
 
     def build(self, spec, in_features):
-        super().build(spec, in_features + self.chunk_dim)
+        super().build(spec, in_features)
+        self.trunk = self._trunk(in_features + self.chunk_dim)
         self.num_chunks = math.ceil(spec.numel / self.chunk_size)
         self.chunk_emb = nn.Parameter(torch.randn(self.num_chunks, self.chunk_dim))
         self.out = nn.Linear(self._width(in_features + self.chunk_dim), self.chunk_size)
@@ -196,7 +214,7 @@ class Chunked(_GainHead):
 
     def features(self, z: torch.Tensor) -> torch.Tensor:
         """(..., E) -> (..., C, d_k) for the C chunks."""
-        return self._features(z, self.chunk_emb)
+        return self.grouped_features(z, self.chunk_emb)
 
     def forward(self, z):
         self._check_built()
@@ -223,13 +241,12 @@ class PerTensor(_GainHead):
         self.shared, self.tensor_dim = shared, tensor_dim
 
     def build(self, spec, in_features):
+        super().build(spec, in_features)
         if not self.shared:
-            Head.build(self, spec, in_features)
-            del self.trunk
             self.heads = nn.ModuleList(
                 nn.Sequential(self._trunk(in_features), nn.Linear(self._width(in_features), e.numel)) for e in spec)
             return
-        Head.build(self, spec, in_features + self.tensor_dim)
+        self.trunk = self._trunk(in_features + self.tensor_dim)
         self.tensor_emb = nn.Parameter(torch.randn(len(spec), self.tensor_dim))
         self.max_numel = max(e.numel for e in spec)
         self.out = nn.Linear(self._width(in_features + self.tensor_dim), self.max_numel)
@@ -240,7 +257,7 @@ class PerTensor(_GainHead):
         lead = z.shape[:-1]
         if not self.shared:
             return {e.name: head(z).reshape(*lead, *e.shape) for e, head in zip(self.spec, self.heads, strict=True)}
-        out = self.out(self._features(z, self.tensor_emb)).flatten(-2)  # (..., T·max_numel)
+        out = self.out(self.grouped_features(z, self.tensor_emb)).flatten(-2)  # (..., T·max_numel)
         out = self._scale(out)
         out = out.unflatten(-1, (len(self.spec), self.max_numel))  # (..., T, max_numel)
         return {e.name: out[..., i, : e.numel].reshape(*lead, *e.shape) for i, e in enumerate(self.spec)}
@@ -249,68 +266,9 @@ class PerTensor(_GainHead):
         if not self.shared:
             for e, head in zip(self.spec, self.heads, strict=True):
                 one = ParamSpec([replace(e, offset=0)])
-                _init_rows(head[-1], one, moments, _second_moment(head[:-1](z)))
+                init_rows(head[-1], one, moments, second_moment(head[:-1](z)))
             return
         gain_spec = ParamSpec([replace(e, shape=(self.max_numel,), offset=i * self.max_numel)
                                for i, e in enumerate(self.spec)])
         self._set_gain(gain_spec, moments, len(self.spec) * self.max_numel)
-        self._init_shared(self.out, moments, self._features(z, self.tensor_emb))
-
-
-class LowRank(Full):
-    """Rank-r factors per weight: A (r, I) and B (O, r) with ``W = B·A`` reshaped to the weight
-    (a conv kernel (O, C/g, *k) has I = C/g·prod(k)); 1-D tensors are generated directly.
-
-    In ``lora`` mode the factors are returned as they are (``LoRA(A, B)``), never multiplied out.
-    """
-
-    def __init__(self, rank: int, hidden=(64,), activation=nn.ReLU, hidden_init="fan_in", bias: bool = True):
-        super().__init__(hidden, activation, hidden_init, bias)
-        self.rank = rank
-        self.factored = False
-
-    def build(self, spec, in_features, factored: bool = False):
-        self.target_spec, self.factored = spec, factored
-        super().build(spec.factorized(self.rank), in_features)
-
-    def forward(self, z):
-        return assemble_factors(self.target_spec, super().forward(z), dense=not self.factored)
-
-    def init_output(self, moments, z):
-        moments = factor_moments(self.target_spec, moments, self.rank)
-        # A and B share the features h: E[(B·A)²] grows with E[|h|⁴], not E[|h|²]²; correct B.
-        q = self.trunk(z).pow(2).mean(-1)  # (n,)
-        correction = (q.mean() ** 2 / q.pow(2).mean()).item()
-        moments = {n: (m, v * correction if n.endswith("@B") else v) for n, (m, v) in moments.items()}
-        super().init_output(moments, z)
-
-
-def factor_moments(spec: ParamSpec, moments, rank: int) -> dict[str, tuple[float, float]]:
-    """Moments of A and B so that ``B·A`` has each weight's variance v: Var(A) = 1/I,
-    Var(B) = v·I/r (B = 0 when v = 0, as LoRA's zero init)."""
-    out = {}
-    for e in spec:
-        if len(e.shape) < 2:
-            out[e.name] = moments[e.name]
-            continue
-        inner = math.prod(e.shape[1:])
-        var = moments[e.name][1]
-        out[f"{e.name}@A"] = (0.0, 1.0 / inner)
-        out[f"{e.name}@B"] = (0.0, var * inner / rank)
-    return out
-
-
-def assemble_factors(spec: ParamSpec, factors: dict[str, torch.Tensor], dense: bool) -> dict:
-    """``{name@A, name@B}`` -> ``{name: B·A (..., *shape)}`` or ``{name: LoRA(A, B)}``."""
-    out = {}
-    for e in spec:
-        if e.name in factors:
-            out[e.name] = factors[e.name]
-            continue
-        a, b = factors[f"{e.name}@A"], factors[f"{e.name}@B"]
-        if dense:
-            w = torch.matmul(b, a)  # (..., O, r) @ (..., r, I) -> (..., O, I)
-            out[e.name] = w.reshape(*w.shape[:-2], *e.shape)
-        else:
-            out[e.name] = LoRA(a, b)
-    return out
+        self._init_shared(self.out, moments, self.grouped_features(z, self.tensor_emb))

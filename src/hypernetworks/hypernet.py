@@ -8,8 +8,8 @@ from torch import nn
 from . import functional as F
 from ._checks import check_values
 from .encoders import Encoder
-from .heads import Head, LowRank, assemble_factors, factor_moments
-from .init import target_moments
+from .heads import Head
+from .init import factor_moments, target_moments
 from .spec import ParamSpec
 
 __all__ = ["HyperNetwork"]
@@ -28,7 +28,9 @@ class HyperNetwork(nn.Module):
         mode: ``"absolute"`` θ = h(z), ``"residual"`` θ = θ0 + h(z), ``"lora"`` W = W0 + B·A.
         init: ``"hyperfan_in"``, ``"hyperfan_out"``, ``"default_match"``, ``"zero_delta"`` or
             ``"pytorch"`` (see ``hypernetworks.init``).
-        lora_rank: rank of the generated factors in ``lora`` mode (a ``LowRank`` head uses its own).
+        rank: generate every >= 2-D tensor as rank-r factors A (r, I), B (O, r) (``ParamSpec.factorized``),
+            with any head: multiplied out in ``absolute`` / ``residual`` mode, kept as ``LoRA(A, B)``
+            in ``lora`` mode (where it defaults to 4). ``None``: tensors are generated whole.
         calibration: conditions whose features calibrate ``init`` (default: 256 ``encoder.example``
             conditions drawn with ``seed``).
         seed: seed of the calibration draw.
@@ -47,7 +49,7 @@ class HyperNetwork(nn.Module):
     """
 
     def __init__(self, target: nn.Module, spec: ParamSpec | None = None, *, encoder: Encoder, head: Head,
-                 mode: str = "absolute", init: str = "hyperfan_in", lora_rank: int = 4,
+                 mode: str = "absolute", init: str = "hyperfan_in", rank: int | None = None,
                  calibration: torch.Tensor | None = None, seed: int = 0, check_finite: bool = False,
                  freeze_target: bool = False):
         super().__init__()
@@ -64,25 +66,40 @@ class HyperNetwork(nn.Module):
                                  "are 1-D: exclude them from the spec or use mode='residual'.")
         self.target, self.spec, self.encoder, self.head = target, spec, encoder, head
         self.mode, self.init_scheme, self.check_finite = mode, init, check_finite
-        self._factors_here = mode == "lora" and not isinstance(head, LowRank)
+        self.rank = 4 if rank is None and mode == "lora" else rank
+        # what the head produces: the spec itself, or its low-rank factors
+        self.generated_spec = spec if self.rank is None else spec.factorized(self.rank)
         if freeze_target:
             target.requires_grad_(False)
         self._freeze_generated()
 
+        head.build(self.generated_spec, encoder.dim)
         moments = target_moments(spec, init, mode, target)
-        if isinstance(head, LowRank):
-            head.build(spec, encoder.dim, factored=mode == "lora")
-        elif self._factors_here:
-            head.build(spec.factorized(lora_rank), encoder.dim)
-            moments = moments and factor_moments(spec, moments, lora_rank)
-        else:
-            head.build(spec, encoder.dim)
         if moments is None:
             return
         if calibration is None:
             calibration = encoder.example(256, generator=torch.Generator().manual_seed(seed))
         with torch.no_grad():
-            head.init_output(moments, encoder(calibration))
+            z = encoder(calibration)
+            if self.rank is None:
+                head.init_output(moments, z)
+                return
+            factors = factor_moments(self.generated_spec, moments)
+            head.init_output(factors, z)
+            if any(e.factor and e.factor.part == "B" and factors[e.name][1] > 0 for e in self.generated_spec):
+                head.init_output(self._corrected(factors, moments, z), z)
+
+    def _corrected(self, factors: dict, moments: dict, z: torch.Tensor) -> dict:
+        """B's variance rescaled so that B·A meets each weight's aim on the calibration conditions: A
+        and B read the same features, so E[(B·A)²] also grows with their fourth moment."""
+        weights = self.generated_spec.assemble(self.head(z), dense=True)
+        out = dict(factors)
+        for e in self.generated_spec:
+            if e.factor is not None and e.factor.part == "B" and factors[e.name][1] > 0:
+                got = weights[e.factor.weight].pow(2).mean().item()
+                aim = moments[e.factor.weight][1]
+                out[e.name] = (0.0, factors[e.name][1] * aim / got) if got > 0 else factors[e.name]
+        return out
 
     def _freeze_generated(self) -> None:
         if self.mode == "residual":
@@ -99,8 +116,8 @@ class HyperNetwork(nn.Module):
     def decode(self, z: torch.Tensor) -> dict:
         """``generate`` from an encoder output ``z`` ((E,) or (B, E)), for callers that also use ``z``."""
         params = self.head(z)
-        if self._factors_here:
-            params = assemble_factors(self.spec, params, dense=False)
+        if self.rank is not None:
+            params = self.generated_spec.assemble(params, dense=self.mode != "lora")
         if self.check_finite:
             for name, value in params.items():
                 for t in (value if isinstance(value, tuple) else (value,)):

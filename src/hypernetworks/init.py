@@ -24,7 +24,7 @@ from torch import nn
 
 from .spec import ParamEntry, ParamSpec
 
-__all__ = ["SCHEMES", "default_moments", "target_moments"]
+__all__ = ["SCHEMES", "default_moments", "factor_moments", "target_moments"]
 
 SCHEMES = ("hyperfan_in", "hyperfan_out", "default_match", "zero_delta", "pytorch")
 
@@ -84,4 +84,19 @@ def target_moments(spec: ParamSpec, scheme: str, mode: str, target: nn.Module) -
         if mode != "absolute":
             mean = 0.0  # Δθ (or B·A) is centred: θ0 carries the mean
         out[e.name] = (mean, var)
+    return out
+
+
+def factor_moments(spec: ParamSpec, moments: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+    """Moments for a ``factorized`` spec so that ``B·A`` has each weight's variance v: Var(A) = 1/I,
+    Var(B) = v·I/r (B = 0 when v = 0, as LoRA's zero init); tensors that are not factors keep theirs."""
+    out = {}
+    for e in spec:
+        if e.factor is None:
+            out[e.name] = moments[e.name]
+        elif e.factor.part == "A":
+            out[e.name] = (0.0, 1.0 / e.shape[1])  # A (r, I)
+        else:
+            inner = math.prod(e.factor.shape[1:])
+            out[e.name] = (0.0, moments[e.factor.weight][1] * inner / e.shape[1])  # B (O, r)
     return out

@@ -11,14 +11,14 @@ import fnmatch
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
-__all__ = ["LoRA", "NoMatchingParamsError", "ParamEntry", "ParamSpec", "match_names"]
+__all__ = ["FactorOf", "LoRA", "NoMatchingParamsError", "ParamEntry", "ParamSpec", "match_names"]
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
@@ -34,6 +34,15 @@ class LoRA(NamedTuple):
 
     A: torch.Tensor
     B: torch.Tensor
+
+
+class FactorOf(NamedTuple):
+    """Which weight a generated factor belongs to: ``part`` "A" (r, I) or "B" (O, r) of the weight
+    ``weight`` of shape ``shape``, with ``W = B·A`` reshaped to ``shape``."""
+
+    weight: str
+    part: str
+    shape: tuple[int, ...]
 
 
 class NoMatchingParamsError(ValueError):
@@ -54,6 +63,7 @@ class ParamEntry:
         kind: the owning layer's family: ``linear``, ``conv``, ``conv_transpose``, ``norm``,
             ``embedding``, ``attention``, ``rnn`` or ``other``.
         module_type: class name of the owning module (e.g. ``"Conv2d"``).
+        factor: for an entry of a ``factorized`` spec, the weight and part it is a factor of.
     """
 
     name: str
@@ -64,6 +74,7 @@ class ParamEntry:
     role: str
     kind: str
     module_type: str
+    factor: FactorOf | None = None
 
     @cached_property
     def numel(self) -> int:
@@ -71,7 +82,7 @@ class ParamEntry:
 
     @property
     def module_name(self) -> str:
-        return self.name.rpartition(".")[0]
+        return (self.factor.weight if self.factor else self.name).rpartition(".")[0]
 
 
 def _matches(key: str | Sequence[str], name: str) -> bool:
@@ -306,21 +317,57 @@ class ParamSpec:
         rows = "\n".join(f"  {e.name}: {tuple(e.shape)} [{e.kind}/{e.role}]" for e in self.entries)
         return f"ParamSpec(P={self.numel}, tensors={len(self)}\n{rows}\n)"
 
+    def subset(self, names: Iterable[str]) -> ParamSpec:
+        """The entries named ``names`` (in this spec's order), re-tiled from offset 0.
+
+        Raises:
+            KeyError: a name is not in the spec.
+        """
+        chosen = set(names)
+        unknown = sorted(chosen - self._by_name.keys())
+        if unknown:
+            raise KeyError(f"ParamSpec.subset: {unknown} not in the spec.")
+        entries, offset = [], 0
+        for e in self.entries:
+            if e.name in chosen:
+                entries.append(replace(e, offset=offset))
+                offset += e.numel
+        return ParamSpec(entries)
+
     def factorized(self, rank: int) -> ParamSpec:
-        """The spec of low-rank factors: each >=2-D tensor (O, *rest) becomes ``name@A`` (r, I) and
-        ``name@B`` (O, r) with I = prod(rest), so ``B·A`` reshapes to it; 1-D tensors stay as they are."""
+        """The spec of low-rank factors: each >=2-D tensor (O, *rest) becomes an A entry (r, I) and a
+        B entry (O, r), I = prod(rest), so that ``B·A`` reshapes to it (each entry's ``factor`` says
+        which); 1-D tensors stay as they are. ``assemble`` turns generated factors back into tensors."""
         if rank < 1:
             raise ValueError(f"ParamSpec.factorized: rank must be >= 1, got {rank}.")
         entries, offset = [], 0
         for e in self.entries:
             if len(e.shape) < 2:
-                parts = [(e.name, e.shape)]
+                parts = [(e.name, e.shape, None)]
             else:
-                parts = [(f"{e.name}@A", (rank, math.prod(e.shape[1:]))), (f"{e.name}@B", (e.shape[0], rank))]
-            for name, shape in parts:
-                entries.append(ParamEntry(name, shape, offset, e.fan_in, e.fan_out, e.role, e.kind, e.module_type))
+                parts = [(f"{e.name}@{part}", shape, FactorOf(e.name, part, e.shape))
+                         for part, shape in (("A", (rank, math.prod(e.shape[1:]))), ("B", (e.shape[0], rank)))]
+            for name, shape, factor in parts:
+                entries.append(replace(e, name=name, shape=shape, offset=offset, factor=factor))
                 offset += math.prod(shape)
         return ParamSpec(entries)
+
+    def assemble(self, generated: Mapping[str, torch.Tensor], *, dense: bool) -> dict:
+        """For a ``factorized`` spec: ``{weight: B·A (..., *shape)}`` (``dense``) or ``{weight: LoRA(A, B)}``
+        from the generated ``{entry name: tensor}``; tensors that are not factors pass through."""
+        out, pending = {}, {}
+        for e in self.entries:
+            value = generated[e.name]
+            if e.factor is None:
+                out[e.name] = value
+            elif e.factor.part == "A":
+                pending[e.factor.weight] = value
+            elif dense:  # B follows its A
+                w = torch.matmul(value, pending.pop(e.factor.weight))  # (..., O, r) @ (..., r, I) -> (..., O, I)
+                out[e.factor.weight] = w.reshape(*w.shape[:-2], *e.factor.shape)
+            else:
+                out[e.factor.weight] = LoRA(pending.pop(e.factor.weight), value)
+        return out
 
     # --- flat vector <-> dict -----------------------------------------------------------
     def flatten(self, params: Mapping[str, torch.Tensor]) -> torch.Tensor:

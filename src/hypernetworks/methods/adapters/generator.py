@@ -12,24 +12,18 @@ tensors from an output layer of that module's type. ``Layerwise`` is that genera
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from ...heads import Head
+from ...heads import Head, init_rows, second_moment
 from ...spec import ParamSpec
 
 __all__ = ["Layerwise", "module_layout"]
 
 _INDEX = re.compile(r"^\d+$")
-
-
-def _module_of(name: str) -> str:
-    """``"enc.layer.3.query.weight@A"`` -> ``"enc.layer.3.query"``."""
-    return name.rpartition(".")[0]
 
 
 def module_layout(names: Sequence[str]) -> tuple[list[int], list[str]]:
@@ -69,9 +63,10 @@ class Layerwise(Head):
         self.layer_dim, self.type_dim = layer_dim, type_dim
 
     def build(self, spec: ParamSpec, in_features: int) -> None:
-        super().build(spec, in_features + self.layer_dim + self.type_dim)
-        modules = list(dict.fromkeys(_module_of(e.name) for e in spec))
-        entries = {m: [e for e in spec if _module_of(e.name) == m] for m in modules}
+        super().build(spec, in_features)
+        self.trunk = self._trunk(in_features + self.layer_dim + self.type_dim)
+        modules = list(dict.fromkeys(e.module_name for e in spec))
+        entries = {m: [e for e in spec if e.module_name == m] for m in modules}
         layers, type_names = module_layout(modules)
         keys = [(t, tuple(e.shape for e in entries[m])) for m, t in zip(modules, type_names, strict=True)]
         kinds = list(dict.fromkeys(keys))
@@ -85,14 +80,14 @@ class Layerwise(Head):
         width = self._width(in_features + self.layer_dim + self.type_dim)
         self.outs = nn.ModuleList(nn.Linear(width, sum(e.numel for e in entries[group[0]]))
                                   for group in self.modules_by_type)
+        # each module's entries with offsets inside its output layer, for init_rows
+        self.local_specs = {m: spec.subset(e.name for e in entries[m]) for m in modules}
 
     def features(self, z: torch.Tensor) -> torch.Tensor:
         """The shared MLP on every module's input: (..., E) -> (..., M, d_k)."""
         self._check_built()
         pos = torch.cat([self.layer_emb(self.layer_ids), self.type_emb(self.type_ids)], dim=-1)  # (M, Dl+Dt)
-        lead = z.shape[:-1]
-        zm = z.unsqueeze(-2).expand(*lead, pos.shape[0], z.shape[-1])  # (..., M, E)
-        return self.trunk(torch.cat([zm, pos.expand(*lead, -1, -1)], dim=-1))  # (..., M, d_k)
+        return self.grouped_features(z, pos)  # (..., M, d_k)
 
     def forward(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         h = self.features(z)
@@ -110,17 +105,7 @@ class Layerwise(Head):
     def init_output(self, moments, z: torch.Tensor) -> None:
         """Each output row N(0, v / (d_k · E[h²])) with bias = mean, so a tensor with target
         moments (mean, v) starts with them on the calibration conditions; v = 0 gives exact zeros."""
-        h = self.features(z).detach()
-        m2 = h.pow(2).mean().item()
-        if m2 <= 0:
-            raise ValueError("Layerwise: the shared MLP's features are all zero on the calibration conditions; "
-                             "pass other calibration conditions.")
-        with torch.no_grad():
-            for group, layer in zip(self.modules_by_type, self.outs, strict=True):
-                start = 0
-                for e in self.entries[group[0]]:
-                    mean, var = moments[e.name]
-                    rows = slice(start, start + e.numel)
-                    layer.weight[rows].normal_(0.0, math.sqrt(var / (layer.in_features * m2)))
-                    layer.bias[rows] = mean
-                    start += e.numel
+        m2 = second_moment(self.features(z))
+        for group, layer in zip(self.modules_by_type, self.outs, strict=True):
+            init_rows(layer, self.local_specs[group[0]], moments, m2)
+

@@ -11,8 +11,6 @@ together in one ``functional_call`` with a per-tensor mode.
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from torch import nn
 
@@ -28,14 +26,6 @@ __all__ = ["GeneratedAdapters", "hyperformer", "lora_spec", "norm_spec", "text_t
 _NORM_TYPES = (nn.LayerNorm, nn.RMSNorm)
 
 
-def _retile(entries) -> ParamSpec:
-    out, offset = [], 0
-    for e in entries:
-        out.append(dataclasses.replace(e, offset=offset))
-        offset += e.numel
-    return ParamSpec(out)
-
-
 def lora_spec(target: nn.Module, target_modules, exclude_modules=None) -> ParamSpec:
     """The weights (>= 2-D) of the modules that PEFT's ``target_modules`` rules select.
 
@@ -43,11 +33,11 @@ def lora_spec(target: nn.Module, target_modules, exclude_modules=None) -> ParamS
         NoMatchingParamsError: nothing selected, or only 1-D tensors (the message lists names).
     """
     spec = ParamSpec.from_module(target, include=target_modules, exclude=exclude_modules)
-    weights = [e for e in spec if e.role == "weight" and len(e.shape) >= 2]
+    weights = [e.name for e in spec if e.role == "weight" and len(e.shape) >= 2]
     if not weights:
         raise NoMatchingParamsError(f"lora_spec: target_modules={target_modules!r} selected only {spec.names}; "
                                     "LoRA needs weights of >= 2 dims (Linear, Conv, Embedding).")
-    return _retile(weights)
+    return spec.subset(weights)
 
 
 def norm_spec(target: nn.Module, norm_modules) -> ParamSpec:
@@ -82,7 +72,7 @@ class GeneratedAdapters(nn.Module):
         head = {"hidden": config.hidden, "layer_dim": config.layer_dim, "type_dim": config.type_dim}
         self.lora = HyperNetwork(target, lora_spec(target, config.target_modules, config.exclude_modules),
                                  encoder=self.encoder, head=Layerwise(**head), mode="lora", init="zero_delta",
-                                 lora_rank=config.rank, calibration=calibration, seed=config.seed, freeze_target=True)
+                                 rank=config.rank, calibration=calibration, seed=config.seed, freeze_target=True)
         self.norms = None
         if config.norm_modules is not None:
             self.norms = HyperNetwork(target, norm_spec(target, config.norm_modules), encoder=self.encoder,
