@@ -227,3 +227,18 @@ def test_reproduction_quick(name, tmp_path, check_claims):
     main(["reproduce", name, "--quick", "--out", str(tmp_path)])
     assert (tmp_path / f"{name}.png").exists()
     check_claims(json.loads((tmp_path / f"{name}-quick.json").read_text()), statements=3)
+
+
+def test_state_dict_holds_each_tensor_once():
+    model = hyperformer(tiny_bert(), AdapterConfig(num_tasks=3, target_modules=["query", "value"],
+                                                   norm_modules=["LayerNorm"], rank=2, hidden=(8,)))
+    state = model.state_dict()
+    storages = [t.untyped_storage().data_ptr() for t in state.values() if t.numel()]
+    assert len(storages) == len(set(storages)), "a tensor is stored under two keys"
+    assert not [k for k in state if k.startswith("norms.") or k.startswith("encoder.")]
+    fresh = hyperformer(tiny_bert(), AdapterConfig(num_tasks=3, target_modules=["query", "value"],
+                                                   norm_modules=["LayerNorm"], rank=2, hidden=(8,)))
+    fresh.load_state_dict(state)
+    ids = torch.randint(0, 50, (2, 5))
+    torch.testing.assert_close(fresh(ids, cond=torch.tensor([0, 2])).last_hidden_state,
+                               model(ids, cond=torch.tensor([0, 2])).last_hidden_state)

@@ -66,28 +66,37 @@ class GeneratedAdapters(nn.Module):
         super().__init__()
         self.config = config
         if config.num_tasks is not None:
-            self.encoder = encoders.Embedding(config.num_tasks, config.cond_dim)
+            encoder = encoders.Embedding(config.num_tasks, config.cond_dim)
         else:
-            self.encoder = encoders.Projection(config.cond_features, config.cond_dim)
+            encoder = encoders.Projection(config.cond_features, config.cond_dim)
         head = {"hidden": config.hidden, "layer_dim": config.layer_dim, "type_dim": config.type_dim}
         self.lora = HyperNetwork(target, lora_spec(target, config.target_modules, config.exclude_modules),
-                                 encoder=self.encoder, head=Layerwise(**head), mode="lora", init="zero_delta",
+                                 encoder=encoder, head=Layerwise(**head), mode="lora", init="zero_delta",
                                  rank=config.rank, calibration=calibration, seed=config.seed, freeze_target=True)
-        self.norms = None
+        norms = None
         if config.norm_modules is not None:
-            self.norms = HyperNetwork(target, norm_spec(target, config.norm_modules), encoder=self.encoder,
-                                      head=Layerwise(**head), mode="residual", init="zero_delta",
-                                      calibration=calibration, seed=config.seed, freeze_target=True)
+            norms = HyperNetwork(target, norm_spec(target, config.norm_modules), encoder=encoder,
+                                 head=Layerwise(**head), mode="residual", init="zero_delta",
+                                 calibration=calibration, seed=config.seed, freeze_target=True)
+        # The target and encoder are registered once, inside ``self.lora``; the norms' hypernetwork
+        # shares them, so only its head is registered here (a state_dict holds each tensor once).
+        self.norm_head = None if norms is None else norms.head
+        object.__setattr__(self, "norms", norms)
 
     @property
     def target(self) -> nn.Module:
         return self.lora.target
 
+    @property
+    def encoder(self) -> encoders.Encoder:
+        return self.lora.encoder
+
     def generate(self, cond: torch.Tensor) -> dict[str, dict]:
         """``{"lora": {name: LoRA(A (..., r, I), B (..., O, r))}, "norms": {name: Δ (..., *shape)}}``,
         with a leading B for a batched ``cond``."""
-        norms = {} if self.norms is None else self.norms.generate(cond)
-        return {"lora": self.lora.generate(cond), "norms": norms}
+        z = self.encoder(cond)  # (..., E), shared by both generators
+        norms = {} if self.norms is None else self.norms.decode(z)
+        return {"lora": self.lora.decode(z), "norms": norms}
 
     def forward(self, *args, cond: torch.Tensor, **kwargs):
         """``target(*args, **kwargs)`` under the adapter for ``cond``: one condition for the whole
