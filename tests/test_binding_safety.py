@@ -10,8 +10,8 @@ import weakref
 
 import pytest
 import torch
+from probes import LargestTensor
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import hypernetworks as hn
 
@@ -188,21 +188,6 @@ def test_value_checks_raise_plain_errors_and_use_no_device_assert(monkeypatch):
 
 
 # --- memory: where per-example LoRA stays factored ----------------------------------------------------------
-
-
-class LargestTensor(TorchDispatchMode):
-    """The largest tensor any op produces (forward and backward)."""
-
-    def __init__(self):
-        super().__init__()
-        self.largest = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in torch.utils._pytree.tree_leaves(out):
-            if isinstance(t, torch.Tensor):
-                self.largest = max(self.largest, t.numel())
-        return out
 
 
 def lora(module, names, rank=2, batch=16):

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from probes import LargestTensor
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import hypernetworks as hn
 
@@ -279,21 +279,6 @@ def test_lora_conv_kernel_per_example_equals_dense():
     dense = {"weight": own["weight"].detach() + (f.B @ f.A).reshape(3, *own["weight"].shape)}
     torch.testing.assert_close(got, hn.functional_call(conv, dense, (x,), per_example=True, strict=False),
                                atol=1e-4, rtol=1e-4)
-
-
-class LargestTensor(TorchDispatchMode):
-    """Records the largest tensor any op produces (forward and backward)."""
-
-    def __init__(self):
-        super().__init__()
-        self.largest = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in torch.utils._pytree.tree_leaves(out):
-            if isinstance(t, torch.Tensor):
-                self.largest = max(self.largest, t.numel())
-        return out
 
 
 def test_lora_per_example_never_builds_a_batch_of_dense_weights():

@@ -18,10 +18,10 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-__all__ = ["FactorOf", "LoRA", "NoMatchingParamsError", "ParamEntry", "ParamSpec", "match_names"]
+__all__ = ["FactorOf", "LoRA", "NoMatchingParamsError", "ParamEntry", "ParamSpec", "match_names", "module_kind"]
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
-_NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
+_NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm, nn.LocalResponseNorm)
 _CONV_T = nn.modules.conv._ConvTransposeNd
 
 
@@ -111,7 +111,9 @@ def _selected(name: str, module_name: str, key: str | Sequence[str]) -> bool:
     return _matches(key, name) or (module_name != "" and _matches(key, module_name))
 
 
-def _kind(module: nn.Module) -> str:
+def module_kind(module: nn.Module) -> str:
+    """The layer family of a module (the one classification the library uses): ``linear``, ``conv``,
+    ``conv_transpose``, ``norm``, ``embedding``, ``attention``, ``rnn`` or ``other``."""
     if isinstance(module, _CONV_T):
         return "conv_transpose"
     if isinstance(module, nn.modules.conv._ConvNd):
@@ -257,7 +259,7 @@ class ParamSpec:
                 continue
             leaf = name.rpartition(".")[2]
             shape = tuple(param.shape)
-            kind = _kind(owner)
+            kind = module_kind(owner)
             fan_in, fan_out = _fans(owner, kind, leaf, shape)
             entries.append(
                 ParamEntry(name, shape, offset, fan_in, fan_out, _role(owner, kind, leaf), kind,

@@ -23,9 +23,6 @@ from .generator import Layerwise
 
 __all__ = ["GeneratedAdapters", "hyperformer", "lora_spec", "norm_spec", "text_to_lora"]
 
-_NORM_TYPES = (nn.LayerNorm, nn.RMSNorm)
-
-
 def lora_spec(target: nn.Module, target_modules, exclude_modules=None) -> ParamSpec:
     """The weights (>= 2-D) of the modules that PEFT's ``target_modules`` rules select.
 
@@ -41,8 +38,17 @@ def lora_spec(target: nn.Module, target_modules, exclude_modules=None) -> ParamS
 
 
 def norm_spec(target: nn.Module, norm_modules) -> ParamSpec:
-    """γ and β of the LayerNorm / RMSNorm modules that ``norm_modules`` selects."""
-    return ParamSpec.from_module(target, include=norm_modules, module_types=_NORM_TYPES)
+    """γ and β of the normalisation layers (``module_kind`` "norm") that ``norm_modules`` selects.
+
+    Raises:
+        NoMatchingParamsError: no normalisation layer selected.
+    """
+    spec = ParamSpec.from_module(target, include=norm_modules)
+    norms = [e.name for e in spec if e.kind == "norm"]
+    if not norms:
+        raise NoMatchingParamsError(f"norm_spec: norm_modules={norm_modules!r} selected no normalisation layer, "
+                                    f"only {spec.names}.")
+    return spec.subset(norms)
 
 
 class GeneratedAdapters(nn.Module):

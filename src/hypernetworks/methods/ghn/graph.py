@@ -26,7 +26,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map
 
-from ...spec import ParamSpec
+from ...spec import ParamSpec, module_kind
 
 __all__ = ["OP_TYPES", "Graph", "GraphError", "build_graph"]
 
@@ -183,24 +183,14 @@ def _leaves(model: nn.Module) -> dict[nn.Module, str]:
 
 
 def _module_op(m: nn.Module) -> str:
-    if isinstance(m, nn.modules.conv._ConvTransposeNd):
-        return "conv_transpose"
-    if isinstance(m, nn.modules.conv._ConvNd):
+    """The node's op: the library's layer family (``module_kind``), with depthwise convolutions and
+    the common norms told apart, as GHN-2's op vocabulary does."""
+    kind = module_kind(m)
+    if kind == "conv":
         return "conv_dw" if m.groups > 1 and m.groups == m.in_channels else "conv"
-    if isinstance(m, nn.Linear):
-        return "linear"
-    for cls, op in _NORM_TYPES.items():
-        if isinstance(m, cls):
-            return op
-    if isinstance(m, (nn.modules.batchnorm._NormBase, nn.RMSNorm, nn.LocalResponseNorm)):
-        return "norm"
-    if isinstance(m, nn.MultiheadAttention):
-        return "attention"
-    if isinstance(m, nn.RNNBase):
-        return "rnn"
-    if isinstance(m, (nn.Embedding, nn.EmbeddingBag)):
-        return "embedding"
-    return "module"
+    if kind == "norm":
+        return next((op for cls, op in _NORM_TYPES.items() if isinstance(m, cls)), "norm")
+    return "module" if kind == "other" else kind
 
 
 def _func_name(func) -> str:

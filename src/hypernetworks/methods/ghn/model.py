@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...encoders import mlp
 from .config import GHNConfig
 from .graph import OP_TYPES, Graph, build_graph  # noqa: F401  (build_graph: used in the docstring example)
 from .graphormer import GraphTransformer, distance_buckets
@@ -133,10 +134,6 @@ class _Batch:
         return self
 
 
-def _mlp(i: int, h: int, o: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(i, h), nn.ReLU(), nn.Linear(h, o))
-
-
 def _tile(x: torch.Tensor, shape: tuple[int, ...], centre_from: int, into: list | None = None) -> torch.Tensor | None:
     """Slice (centred for dims >= ``centre_from``) or tile ``x`` (P, ...) to (P, *shape).
 
@@ -205,8 +202,9 @@ class GHN(nn.Module):
         if c.rounds and c.encoder == "transformer":
             self.transformer = GraphTransformer(c.hidden, c.rounds, c.heads, c.max_dist)
         elif c.rounds:
-            self.fwd_msg = nn.ModuleList([_mlp(c.hidden, c.hidden, c.hidden) for _ in range(2)])  # data, virtual
-            self.bwd_msg = nn.ModuleList([_mlp(c.hidden, c.hidden, c.hidden) for _ in range(2)])
+            # message MLPs for data and virtual edges, forward and backward
+            self.fwd_msg = nn.ModuleList([mlp([c.hidden] * 3, last_activation=False) for _ in range(2)])
+            self.bwd_msg = nn.ModuleList([mlp([c.hidden] * 3, last_activation=False) for _ in range(2)])
             self.fwd_gru = nn.GRUCell(c.hidden, c.hidden)
             self.bwd_gru = nn.GRUCell(c.hidden, c.hidden)
         self.norm = nn.LayerNorm(c.hidden)
