@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 import torch.nn.functional as F
+from probes import LargestTensor
 from torch import nn
 from torch.utils._pytree import tree_map
 
@@ -354,3 +355,19 @@ def test_kernel_choice_follows_the_class_not_isinstance():
     assert kernels.find_kernel(TwiceLinear(2, 2)) is None
     assert kernels.find_kernel(StdConv2d(1, 1, 1)) is None
     assert kernels.find_kernel(OwnConvForward(1, 1, 1)) is None
+
+
+def test_gpt2_conv1d_takes_a_kernel_and_keeps_lora_factored():
+    transformers = pytest.importorskip("transformers")
+    conv = transformers.pytorch_utils.Conv1D(48, 40)  # weight (in 40, out 48)
+    assert hn._kernels.find_kernel(conv) is hn._kernels.transposed_linear_kernel
+    x = torch.randn(16, 3, 40)
+    a, b = torch.randn(16, 2, 48, requires_grad=True), torch.randn(16, 40, 2, requires_grad=True)
+    factors = {"weight": hn.LoRA(a, b)}
+    with LargestTensor() as probe:
+        got = hn.functional_call(conv, factors, x, per_example=True, mode="lora", strict=False)
+        got.square().sum().backward()
+    assert probe.largest < 16 * 40 * 48
+    dense = conv.weight.detach() + b @ a  # (16, 40, 48)
+    want = torch.cat([torch.func.functional_call(conv, {"weight": dense[i]}, (x[i:i + 1],)) for i in range(16)])
+    close(got, want, "Conv1D with per-example LoRA", atol=1e-4)

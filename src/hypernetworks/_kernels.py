@@ -94,6 +94,18 @@ def linear(x: torch.Tensor, weight, bias: torch.Tensor | None) -> torch.Tensor:
     return y.reshape(*x.shape[:-1], out_features)
 
 
+def transposed_linear_kernel(name, module: nn.Module, w, batch, x):
+    """``transformers``' ``Conv1D`` (GPT-2): ``x @ W + b`` with W stored (I, O), i.e. a Linear whose
+    weight is transposed; low-rank weights stay factored (``(B·A)ᵀ = Aᵀ·Bᵀ``)."""
+    x = batched(name, x, batch)
+    weight, bias = _params(module, w, "weight", "bias")
+    if isinstance(weight, LowRankWeight):
+        weight = LowRankWeight(weight.base.mT, weight.B.mT, weight.A.mT)  # base (O, I), A (B, r, I), B (B, O, r)
+    else:
+        weight = weight.mT  # (O, I) or (B, O, I)
+    return linear(x, weight, bias)
+
+
 def _channel_view(t: torch.Tensor, ndim: int) -> torch.Tensor:
     """(B, C) -> (B, C, 1, ...) broadcastable over an input of ``ndim`` dims; (C,) -> (C, 1, ...)."""
     lead = t.shape[:-1] if t.dim() == 2 else ()
@@ -318,14 +330,19 @@ KERNELS: dict[type[nn.Module], Callable] = {
     nn.Embedding: embedding_kernel,
     nn.MultiheadAttention: mha_kernel,
 }
+# Kernels for classes of other libraries, found by name so that the library need not import them.
+NAMED_KERNELS: dict[tuple[str, str], Callable] = {
+    ("transformers.pytorch_utils", "Conv1D"): transposed_linear_kernel,
+}
 _HARMLESS = {"__init__", "__module__", "__qualname__", "__doc__", "__dict__", "__weakref__", "__annotations__",
-             "__firstlineno__", "__static_attributes__", "__constants__", "reset_parameters", "extra_repr"}
+             "__firstlineno__", "__static_attributes__", "__constants__", "reset_parameters", "extra_repr",
+             "__repr__"}
 
 
 def find_kernel(module: nn.Module) -> Callable | None:
     """The kernel that computes exactly what ``module.forward`` does, or None (see ``KERNELS``)."""
     for cls in type(module).__mro__:
-        kernel = KERNELS.get(cls)
+        kernel = KERNELS.get(cls) or NAMED_KERNELS.get((cls.__module__, cls.__qualname__))
         if kernel is not None:
             return kernel
         if any(name not in _HARMLESS and (callable(v) or hasattr(v, "__get__")) for name, v in vars(cls).items()):
