@@ -6,7 +6,8 @@ arguments, and computes exactly what the module's own ``forward`` computes for e
 ``find_kernel`` gives a module a kernel only when its class's ``forward`` is the stock one.
 
 Dense weights go through ``bmm`` / grouped convolution. Low-rank weights ``W0 + B·A`` stay
-factored (``x·Aᵀ·Bᵀ``, no ``(B, O, I)`` tensor) in Linear, Embedding and MultiheadAttention; the
+factored (``x·Aᵀ·Bᵀ``, no ``(B, O, I)`` tensor) in Linear, Embedding, MultiheadAttention and
+``transformers``' Conv1D; the
 convolution kernels and every module without a kernel build the dense ``(B, *weight shape)``
 tensor first (``LowRankWeight.dense``).
 """
