@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ._checks import check_values
+from ._config import Recorded
 
 __all__ = ["Embedding", "Encoder", "MLP", "Noise", "Projection", "Scalars", "mlp"]
 
@@ -29,8 +30,9 @@ def mlp(sizes: list[int], activation: type[nn.Module] = nn.ReLU, last_activation
     return nn.Sequential(*layers)
 
 
-class Encoder(nn.Module):
-    """Base class. Subclasses set ``dim`` (E) and ``cond_shape`` and implement ``forward``."""
+class Encoder(nn.Module, Recorded):
+    """Base class. Subclasses set ``dim`` (E) and ``cond_shape`` and implement ``forward``; their
+    constructor arguments are recorded (``HyperNetwork.save_pretrained`` stores them)."""
 
     dim: int
     cond_shape: tuple[int, ...]

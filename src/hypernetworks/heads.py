@@ -25,6 +25,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from ._config import Recorded
 from .encoders import mlp
 from .spec import ParamSpec
 
@@ -33,7 +34,7 @@ __all__ = ["Chunked", "Full", "Head", "PerTensor", "init_rows", "second_moment"]
 HIDDEN_INITS = ("fan_in", "fan_out")
 
 
-class Head(nn.Module):
+class Head(nn.Module, Recorded):
     """Base class: hidden MLP trunks (in_features -> hidden...) and an output strategy.
 
     Every head answers the same three calls: ``build(spec, in_features)`` creates its parameters
