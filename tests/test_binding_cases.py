@@ -194,6 +194,7 @@ CASES = [
     Case("subclass_own_forward", lambda: TwiceLinear(4, 3), x(4)),
     Case("std_conv2d", lambda: StdConv2d(3, 4, 3), x(3, 6, 6), scale=0.3),
     Case("subclass_own_conv_forward", lambda: OwnConvForward(3, 4, 3), x(3, 6, 6)),
+    Case("weight_norm_parametrized", lambda: torch.nn.utils.parametrizations.weight_norm(nn.Linear(4, 3)), x(4)),
     Case("forward_hook", lambda: hooked("forward"), x(4)),
     Case("forward_pre_hook", lambda: hooked("pre"), x(4)),
     Case("tied_lm", TiedLM, ids(11), include=("emb.weight", "mix.weight")),
