@@ -2,7 +2,8 @@
 
 Run: ``python -m benchmarks.binding [--threads 1] [--steps 30] [--device cuda]``. Prints ms per
 forward+backward (median over steps, after warm-up, the variants of a row interleaved step by step;
-on a GPU the clock is read after ``torch.cuda.synchronize()``), ratios, and the thread count.
+on a GPU the clock is read after ``torch.cuda.synchronize()``), ratios, the thread count, and the
+binding's fixed cost per call on a tiny input.
 Nothing here is a test.
 """
 
@@ -107,6 +108,31 @@ def cnn_rows(batch: int, steps: int) -> dict[str, float]:
     return {**timed_together({"ours": ours, "reference": reference}, steps), "shared": timed(shared, steps)}
 
 
+def overhead_rows(steps: int) -> dict[str, float]:
+    """µs per forward of the CNN on a tiny input (B = 2, 4x4), no grad: the binding's fixed cost per call
+    (checks, the plan, the target's shadow) is the difference to the plain module."""
+    net = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten(), nn.Linear(32, 10)).to(DEVICE)
+    x = torch.randn(2, 1, 4, 4, device=DEVICE)
+    per = {k: v.detach() + 0.01 * torch.randn(2, *v.shape, device=DEVICE) for k, v in net.named_parameters()}
+    shared = {k: v[0] for k, v in per.items()}
+    calls = 50  # per timed step, so the clock's resolution does not matter
+
+    def repeat(fn):
+        def run():
+            with torch.no_grad():
+                for _ in range(calls):
+                    fn()
+        return run
+
+    times = timed_together({"plain": repeat(lambda: net(x)),
+                            "shared": repeat(lambda: hn.functional_call(net, shared, (x,))),
+                            "per_example": repeat(lambda: hn.functional_call(net, per, (x,), per_example=True))},
+                           steps)
+    return {k: v * 1e3 / calls for k, v in times.items()}  # ms per 50 calls -> µs per call
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
@@ -133,6 +159,10 @@ def main(argv=None) -> None:
             if "lora_r4" in r:
                 line += f" {r['lora_r4']:9.2f} {r['lora_r4'] / r['shared']:12.2f}"
             print(line)
+    r = overhead_rows(args.steps)
+    print(f"\nFixed cost per call (CNN above, B = 2, 4x4 input, no grad), µs: plain {r['plain']:.0f}, "
+          f"shared {r['shared']:.0f} (+{r['shared'] - r['plain']:.0f}), "
+          f"per-example {r['per_example']:.0f} (+{r['per_example'] - r['plain']:.0f})")
 
 
 if __name__ == "__main__":
