@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -181,7 +182,7 @@ def functional_call(
     mode: str | Mapping[str, str] = "absolute",
     strict: bool = True,
     cast: bool = False,
-):
+) -> Any:
     """Call ``target(*args, **kwargs)`` with generated tensors in place of its own.
 
     Args:
@@ -246,7 +247,7 @@ def functional_call_sets(
     args: tuple | torch.Tensor,
     kwargs: dict | None = None,
     **options,
-):
+) -> Any:
     """Run K weight sets over the same inputs: ``params`` ``{name: (K, *shape)}`` (LoRA factors
     ``(K, r, I)``, ``(K, O, r)``), output ``(K, *output)``.
 
@@ -277,7 +278,10 @@ def materialize(
     Args:
         target: the module to copy (left unchanged).
         params: one weight set (no batch dim), as for ``functional_call``.
-        spec, mode, strict, cast: as for ``functional_call``.
+        spec: as for ``functional_call``.
+        mode: as for ``functional_call``.
+        strict: as for ``functional_call``.
+        cast: as for ``functional_call``.
     """
     own, modes = _own_parameters(target, params), _modes(mode, params)
     if cast:

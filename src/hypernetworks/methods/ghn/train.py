@@ -17,6 +17,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,7 +151,8 @@ def meta_loss(ghn, pool: ArchPool, arch_ids: list[int], x: torch.Tensor, y: torc
 
 
 def train_ghn(ghn: GHN, pool: ArchPool, data: tuple[torch.Tensor, torch.Tensor], config: TrainConfig, *,
-              checkpoint: str | Path | None = None, stop: int | None = None, log=None) -> list[float]:
+              checkpoint: str | Path | None = None, stop: int | None = None,
+              log: Callable[[str], None] | None = None) -> list[float]:
     """Train ``ghn`` in place on architectures of ``pool`` (split across ranks under torchrun).
 
     Args:

@@ -48,7 +48,8 @@ def adapt_sgd(inr: nn.Module, coords: torch.Tensor, values: torch.Tensor, steps:
         inr: the shared INR (its parameters are θ).
         coords: (B, K, in) observed coordinates of B signals.
         values: (B, K, out) observed values.
-        steps, lr: inner SGD steps and step size.
+        steps: inner SGD steps.
+        lr: inner SGD step size.
         create_graph: keep the graph through the steps (to meta-train θ, MAML).
 
     Returns:

@@ -175,7 +175,8 @@ def predictor_sensitivity(model: SIE, z: torch.Tensor, g1: torch.Tensor, g2: tor
     Args:
         model: a trained ``SIE`` with a predictor.
         z: ``(B, E)`` equivariant embeddings.
-        g1, g2: ``(B, T)`` two transformations per embedding.
+        g1: ``(B, T)`` one transformation per embedding.
+        g2: ``(B, T)`` another transformation per embedding.
     """
     with torch.no_grad():
         p1, p2 = model.predict(z, g1), model.predict(z, g2)
