@@ -33,6 +33,7 @@ $(VENV)/.bench: $(STAMP)
 
 bench: install $(VENV)/.bench
 	$(PY) -m benchmarks.binding
+	$(PY) -m benchmarks.lora_serving --backward --json results/lora_serving.json
 	$(PY) -m benchmarks.continual_regularizer
 	$(PY) -m benchmarks.hypermixer_scaling
 	$(PY) -m benchmarks.peers
