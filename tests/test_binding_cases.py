@@ -372,3 +372,23 @@ def test_gpt2_conv1d_takes_a_kernel_and_keeps_lora_factored():
     dense = conv.weight.detach() + b @ a  # (16, 40, 48)
     want = torch.cat([torch.func.functional_call(conv, {"weight": dense[i]}, (x[i:i + 1],)) for i in range(16)])
     close(got, want, "Conv1D with per-example LoRA", atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["residual", "lora"])
+def test_ties_in_residual_and_lora_modes(mode):
+    torch.manual_seed(0)
+    lm = TiedLM()
+    ids = torch.randint(0, 11, (B, 5))
+    if mode == "residual":
+        delta = torch.randn(B, 11, 6) * 0.1
+        params, dense = {"emb.weight": delta}, lm.emb.weight.detach() + delta
+    else:
+        a, b = torch.randn(B, 2, 6) * 0.3, torch.randn(B, 11, 2) * 0.3
+        params, dense = {"emb.weight": hn.LoRA(a, b)}, lm.emb.weight.detach() + b @ a
+    got = hn.functional_call(lm, params, ids, per_example=True, mode=mode, strict=False)
+    want = torch.cat([torch.func.functional_call(lm, {"emb.weight": dense[i]}, (ids[i:i + 1],)) for i in range(B)])
+    close(got, want, f"tied LM, {mode}")  # the head uses the generated table too
+    one = {"emb.weight": hn.LoRA(a[0], b[0])} if mode == "lora" else {"emb.weight": delta[0]}
+    plain = hn.materialize(lm, one, mode=mode, strict=False)
+    assert plain.head.weight is plain.emb.weight
+    close(plain(ids), torch.func.functional_call(lm, {"emb.weight": dense[0]}, (ids,)), f"materialize, {mode}")
