@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from . import __version__, experiments
+from .experiments._common import JobSettings, job_settings
 
 
 def _provenance() -> dict:
@@ -60,7 +61,10 @@ def reproduce(args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start, provenance = time.time(), _provenance()  # the code that runs, before anything changes
-    res = module.run(args.quick, out)
+    store = out / ".jobs" / f"{args.name}{'-quick' if args.quick else ''}"
+    settings = JobSettings(store=store, resume=args.resume, workers=args.workers, label=args.name)
+    with job_settings(settings):
+        res = module.run(args.quick, out)
     if not res.get("claims"):
         raise RuntimeError(f"reproduce {args.name}: run() returned no claims; build them with "
                            "hypernetworks.experiments._claims so the verdicts are computed.")
@@ -124,6 +128,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("name", help=f"one of {sorted(experiments.REPRODUCTIONS)}")
     p.add_argument("--quick", action="store_true", help="seconds-long run that checks the pipeline, not the claim")
     p.add_argument("--out", default="results", help="folder for NAME.json and the plot")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the results of jobs an interrupted run finished (kept in OUT/.jobs/NAME)")
+    p.add_argument("--workers", type=int, default=None, help="processes for the jobs (default: the reproduction's)")
     p.set_defaults(func=reproduce)
     p = sub.add_parser("ghn", help="graph hypernetwork tools")
     ghn_sub = p.add_subparsers(dest="ghn_command", required=True)

@@ -1,17 +1,129 @@
-"""Pieces every reproduction shares: running its jobs, and its plots."""
+"""Pieces every reproduction shares: running its jobs (with progress, and resumable), and its plots."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+import contextlib
+import contextvars
+import hashlib
+import pickle
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """How ``run_jobs`` runs, set by the command line for one reproduction (``job_settings``).
+
+    Attributes:
+        store: folder where each finished job's result is kept (None: kept nowhere).
+        resume: reuse results found in ``store`` instead of running those jobs again.
+        workers: processes, overriding the reproduction's own choice (None: its own).
+        label: the name shown in progress lines.
+    """
+
+    store: Path | None = None
+    resume: bool = False
+    workers: int | None = None
+    label: str = "jobs"
+
+
+_settings: contextvars.ContextVar[JobSettings | None] = contextvars.ContextVar("job_settings", default=None)
+
+
+@contextlib.contextmanager
+def job_settings(settings: JobSettings) -> Iterator[None]:
+    """Run the enclosed reproduction's ``run_jobs`` calls with ``settings``."""
+    token = _settings.set(settings)
+    try:
+        yield
+    finally:
+        _settings.reset(token)
+
+
+def _key(fn: Callable, job) -> str | None:
+    """A name for a job's stored result: its function and arguments, hashed (None if not picklable)."""
+    try:
+        blob = pickle.dumps((fn.__module__, fn.__qualname__, job))
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return None
+    return hashlib.sha256(blob).hexdigest()[:24]
+
+
+class _Progress:
+    """A bar with an ETA on a terminal; one line per finished job otherwise."""
+
+    def __init__(self, label: str, total: int, done: int):
+        self.label, self.total, self.done, self.start = label, total, done, time.time()
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=done, desc=label, ncols=80, leave=True)
+        elif done:
+            print(f"{label}: {done}/{total} jobs found in the store", file=sys.stderr, flush=True)
+
+    def step(self, ran: int) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+            return
+        elapsed = time.time() - self.start
+        eta = elapsed / ran * (self.total - self.done)
+        print(f"{self.label}: job {self.done}/{self.total} done ({elapsed:.0f} s, about {eta:.0f} s left)",
+              file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def run_jobs(fn: Callable, jobs: Sequence, workers: int) -> list:
-    """``[fn(job) for job in jobs]``, spread over ``workers`` processes when more than one."""
-    if workers <= 1:
-        return [fn(job) for job in jobs]
-    with ProcessPoolExecutor(workers) as pool:
-        return list(pool.map(fn, jobs))
+    """``[fn(job) for job in jobs]``, spread over ``workers`` processes when more than one.
+
+    Shows progress; under ``job_settings`` with a store, each result is saved as its job finishes and,
+    with ``resume``, a result already there is used instead of running its job again (the list
+    returned is the same either way).
+    """
+    settings = _settings.get() or JobSettings()
+    workers = settings.workers or workers
+    keys = [_key(fn, job) if settings.store else None for job in jobs]
+    results: list = [None] * len(jobs)
+    todo = []
+    for i, key in enumerate(keys):
+        path = None if key is None else settings.store / f"{key}.pkl"
+        if settings.resume and path is not None and path.exists():
+            results[i] = pickle.loads(path.read_bytes())
+        else:
+            todo.append(i)
+    progress = _Progress(settings.label, len(jobs), len(jobs) - len(todo))
+    ran = 0
+
+    def finished(i: int, result) -> None:
+        nonlocal ran
+        results[i], ran = result, ran + 1
+        if keys[i] is not None:
+            settings.store.mkdir(parents=True, exist_ok=True)
+            tmp = settings.store / f"{keys[i]}.tmp"
+            tmp.write_bytes(pickle.dumps(result))
+            tmp.replace(settings.store / f"{keys[i]}.pkl")  # whole or absent, even if interrupted
+        progress.step(ran)
+
+    try:
+        if workers <= 1:
+            for i in todo:
+                finished(i, fn(jobs[i]))
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                futures = {pool.submit(fn, jobs[i]): i for i in todo}
+                for future in as_completed(futures):
+                    finished(futures[future], future.result())
+    finally:
+        progress.close()
+    return results
 
 
 def pyplot():
