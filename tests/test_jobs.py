@@ -51,7 +51,7 @@ def test_reproduce_resume_gives_the_same_json(tmp_path):
         return {"table": re.sub(r"\d+ s\b", "s", record["table"]), "claims": record["claims"]}  # timings aside
 
     first = reproduce()
-    stored = sorted((tmp_path / ".jobs" / "hyperppo-quick").glob("*.pkl"))
+    stored = sorted((tmp_path / ".jobs" / "hyperppo-quick").glob("*/*.pkl"))
     assert stored
     stored[0].unlink()  # as if the run had stopped before that job
     assert reproduce("--resume") == first

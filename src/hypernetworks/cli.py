@@ -61,7 +61,8 @@ def reproduce(args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start, provenance = time.time(), _provenance()  # the code that runs, before anything changes
-    store = out / ".jobs" / f"{args.name}{'-quick' if args.quick else ''}"
+    # kept per commit, so --resume never mixes results of different code (uncommitted edits aside)
+    store = out / ".jobs" / f"{args.name}{'-quick' if args.quick else ''}" / (provenance["commit"] or "unknown")
     settings = JobSettings(store=store, resume=args.resume, workers=args.workers, label=args.name)
     with job_settings(settings):
         res = module.run(args.quick, out)
