@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test docs bench lint clean
 
 install: $(STAMP)
 
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PINS)
-	$(PY) -m pip install -q -e ".[vision,data,text,rl,dev]"
+	$(PY) -m pip install -q -e ".[vision,data,text,rl,dev,docs,ray]"
 	touch $(STAMP)
 
 demo: install
@@ -26,6 +26,10 @@ demo: install
 test: install
 	OMP_NUM_THREADS=1 $(PY) -m pytest -x -p no:cacheprovider
 	$(VENV)/bin/ruff check src tests benchmarks
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -q -d site
+
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d site
 
 $(VENV)/.bench: $(STAMP)
 	$(PY) -m pip install -q -e ".[bench]"

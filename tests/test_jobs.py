@@ -55,3 +55,17 @@ def test_reproduce_resume_gives_the_same_json(tmp_path):
     assert stored
     stored[0].unlink()  # as if the run had stopped before that job
     assert reproduce("--resume") == first
+
+
+def test_ray_backend_gives_the_process_pool_results(tmp_path):
+    pytest.importorskip("ray")
+
+    def reproduce(out, *extra):
+        run = subprocess.run([sys.executable, "-m", "hypernetworks.cli", "reproduce", "hyperppo", "--quick", "--out",
+                              str(out), *extra], capture_output=True, text=True,
+                             env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "RAY_USAGE_STATS_ENABLED": "0"})
+        assert run.returncode == 0, run.stderr[-3000:]
+        record = json.loads((out / "hyperppo-quick.json").read_text())
+        return {"table": re.sub(r"\d+ s\b", "s", record["table"]), "claims": record["claims"]}
+
+    assert reproduce(tmp_path / "ray", "--backend", "ray") == reproduce(tmp_path / "pool", "--workers", "2")

@@ -63,7 +63,8 @@ def reproduce(args) -> None:
     start, provenance = time.time(), _provenance()  # the code that runs, before anything changes
     # kept per commit, so --resume never mixes results of different code (uncommitted edits aside)
     store = out / ".jobs" / f"{args.name}{'-quick' if args.quick else ''}" / (provenance["commit"] or "unknown")
-    settings = JobSettings(store=store, resume=args.resume, workers=args.workers, label=args.name)
+    settings = JobSettings(store=store, resume=args.resume, workers=args.workers, label=args.name,
+                           backend=args.backend, address=args.address)
     with job_settings(settings):
         res = module.run(args.quick, out)
     if not res.get("claims"):
@@ -132,6 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--resume", action="store_true",
                    help="reuse the results of jobs an interrupted run finished (kept in OUT/.jobs/NAME)")
     p.add_argument("--workers", type=int, default=None, help="processes for the jobs (default: the reproduction's)")
+    p.add_argument("--backend", choices=["processes", "ray"], default="processes",
+                   help="run the jobs in a local process pool, or as Ray tasks (the 'ray' extra)")
+    p.add_argument("--address", default=None, help="with --backend ray: the cluster to join (default: local)")
     p.set_defaults(func=reproduce)
     p = sub.add_parser("ghn", help="graph hypernetwork tools")
     ghn_sub = p.add_subparsers(dest="ghn_command", required=True)

@@ -23,14 +23,23 @@ class JobSettings:
         resume: reuse results found in ``store`` instead of running those jobs again.
         workers: processes, overriding the reproduction's own choice (None: its own).
         label: the name shown in progress lines.
+        backend: ``"processes"`` (a local process pool) or ``"ray"`` (Ray tasks, locally or on a cluster).
+        address: the Ray cluster to join (``ray.init(address=...)``; None: a local instance).
     """
 
     store: Path | None = None
     resume: bool = False
     workers: int | None = None
     label: str = "jobs"
+    backend: str = "processes"
+    address: str | None = None
+
+    def __post_init__(self):
+        if self.backend not in BACKENDS:
+            raise ValueError(f"JobSettings: backend must be one of {BACKENDS}, got {self.backend!r}.")
 
 
+BACKENDS = ("processes", "ray")
 _settings: contextvars.ContextVar[JobSettings | None] = contextvars.ContextVar("job_settings", default=None)
 
 
@@ -113,7 +122,10 @@ def run_jobs(fn: Callable, jobs: Sequence, workers: int) -> list:
         progress.step(ran)
 
     try:
-        if workers <= 1:
+        if settings.backend == "ray":
+            for i, result in _ray_results(fn, jobs, todo, settings.address):
+                finished(i, result)
+        elif workers <= 1:
             for i in todo:
                 finished(i, fn(jobs[i]))
         else:
@@ -124,6 +136,20 @@ def run_jobs(fn: Callable, jobs: Sequence, workers: int) -> list:
     finally:
         progress.close()
     return results
+
+
+def _ray_results(fn: Callable, jobs: Sequence, todo: list[int], address: str | None) -> Iterator[tuple[int, object]]:
+    """``(index, fn(job))`` as Ray tasks finish (the ``ray`` extra); Ray is started locally when no
+    instance is running and no ``address`` is given, and left running for the next call."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    task = ray.remote(fn)
+    pending = {task.remote(jobs[i]): i for i in todo}
+    while pending:
+        (done,), _ = ray.wait(list(pending), num_returns=1)
+        yield pending.pop(done), ray.get(done)
 
 
 def pyplot():
