@@ -21,6 +21,8 @@ def _num(x: float | None) -> str:
     if x is None:
         return "-"
     size = abs(x)
+    if 0 < size < 0.01:
+        return f"{x:.2g}"  # small differences keep two significant digits
     return f"{x:.1f}" if size >= 100 else f"{x:.2f}" if size >= 10 else f"{x:.3f}"
 
 
