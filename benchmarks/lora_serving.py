@@ -29,7 +29,8 @@ The same probe reports whether any ``(B, O, I)`` (or ``(B, I, O)``) tensor of a 
 was built. Nothing here is a test; ``tests/test_lora_serving_bench.py`` runs the check on tiny models.
 
 Run: ``python -m benchmarks.lora_serving [--models bert gpt2] [--batches 1 8 32 128] [--seq 32 128]
-[--ranks 4 8 16] [--steps 10] [--threads 1] [--backward] [--json PATH]``.
+[--ranks 4 8 16] [--steps 10] [--threads 1] [--backward] [--peft-cap 128] [--loop-cap 128] [--json PATH]``.
+Rows also record examples per second and the seconds PEFT took to load its adapters.
 """
 
 from __future__ import annotations
@@ -256,10 +257,11 @@ def dense_shapes(target: Target, batch: int) -> set[tuple[int, ...]]:
     return {(batch, *s) for p in target.shapes.values() for s in (p, p[::-1])}
 
 
-def build(target: Target, batch: int, rank: int, peft_cap: int = 128) -> dict:
+def build(target: Target, batch: int, rank: int, peft_cap: int = 128, loop_cap: int = 128) -> dict:
     """What one (model, B, r) needs for every sequence length: the factors, both PEFT models (B
-    adapters for the mixed batch: slow to load, so built once here; skipped above ``peft_cap``, with
-    the reason under ``skipped``), the hooked copy for ``gather``, and the seconds PEFT took to build."""
+    adapters for the mixed batch: slow to load, so built once here), the hooked copy for ``gather``,
+    and the seconds PEFT took to build. Above ``peft_cap`` / ``loop_cap`` the mixed batch / the loop
+    is skipped, with the reason under ``skipped``."""
     factors = make_factors(target, batch, rank)
     skipped = {}
     t0 = time.perf_counter()
@@ -269,6 +271,8 @@ def build(target: Target, batch: int, rank: int, peft_cap: int = 128) -> dict:
         peft_mixed = build_peft(target, factors, batch)
     else:
         skipped["peft_mixed"] = f"B={batch} > --peft-cap {peft_cap} adapters (loading them is slow)"
+    if batch > loop_cap:
+        skipped["loop"] = f"B={batch} > --loop-cap {loop_cap} (one call per example: linear in B)"
     return dict(batch=batch, factors=factors, peft_one=peft_one, peft_mixed=peft_mixed, skipped=skipped,
                 peft_build_s=time.perf_counter() - t0, gather=build_gather(target))
 
@@ -283,6 +287,7 @@ def check(target: Target, context: dict, seq: int, backward: bool = False):
     factors, peft_one, peft_mixed = context["factors"], context["peft_one"], context["peft_mixed"]
     ids, mask = make_inputs(target, context["batch"], seq)
     fns = variants(target, factors, ids, mask, peft_one, peft_mixed, context["gather"])
+    fns = {k: fn for k, fn in fns.items() if k not in context["skipped"]}
     with torch.no_grad():
         out = {k: fn() for k, fn in fns.items()}
     diffs = {k: (out[k] - out["ours"]).abs().max().item() for k in AGREE if k in out}
@@ -293,9 +298,10 @@ def check(target: Target, context: dict, seq: int, backward: bool = False):
         _with_grad(leaves, True)
         grads = {}
         for k in ("ours", "loop", "gather"):
-            grads[k] = torch.autograd.grad(fns[k]().square().mean(), leaves)
+            if k in fns:
+                grads[k] = torch.autograd.grad(fns[k]().square().mean(), leaves)
         _with_grad(leaves, False)
-        for k in ("loop", "gather"):
+        for k in grads.keys() - {"ours"}:
             diffs[f"{k}_grad"] = max((g - h).abs().max().item() for g, h in zip(grads[k], grads["ours"], strict=True))
     return fns, diffs
 
@@ -358,6 +364,7 @@ def run_row(target: Target, context: dict, seq: int, rank: int, backward: bool, 
             row["peak_mib"][name] = round(peak, 2)
             row["dense_BOI"][name] = list(dense) if dense else None
         row["ms"] = {k: round(v, 3) for k, v in timed_together(steps, args.steps, warmup=args.warmup).items()}
+        row["examples_per_s"] = {k: round(1e3 * batch / v, 1) for k, v in row["ms"].items()}
     except Exception as e:  # noqa: BLE001  (a failing case records its error and the sweep goes on)
         row["error"] = f"{type(e).__name__}: {e}"
     return row
@@ -407,8 +414,10 @@ def goals(rows: list[dict]) -> list[dict]:
             for peer, bound in (("peft_mixed", 0.5), ("base", 1.1)):
                 if "ours" in row["ms"] and peer in row["ms"]:
                     ratio = row["ms"]["ours"] / row["ms"][peer]
+                    floor = row["ms"]["base"] / row["ms"][peer] if "base" in row["ms"] else None
                     out.append(dict(model=row["model"], goal=f"ours/{peer} <= {bound} (B=32, r=8, T=32)",
-                                    value=round(ratio, 3), met=ratio <= bound))
+                                    value=round(ratio, 3), met=ratio <= bound,
+                                    base_ratio=None if floor is None else round(floor, 3)))
         if row["B"] == 128 and "ours" in row["dense_BOI"]:
             out.append(dict(model=row["model"], goal=f"no (B, O, I) tensor at B=128 (T={row['seq']}, r={row['r']}, "
                             f"{row['step']})", value=row["dense_BOI"]["ours"], met=row["dense_BOI"]["ours"] is None))
@@ -435,6 +444,7 @@ def main(argv=None) -> None:
     parser.add_argument("--backward", action="store_true", help="also time forward+backward into the factors")
     parser.add_argument("--peft-cap", type=int, default=128,
                         help="largest B for PEFT's mixed batch (B adapters are loaded per (model, r, B))")
+    parser.add_argument("--loop-cap", type=int, default=128, help="largest B for the one-call-per-example loop")
     parser.add_argument("--json", metavar="PATH", help="write the config, machine and rows as JSON")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -454,7 +464,7 @@ def main(argv=None) -> None:
         for rank in args.ranks:
             for batch in args.batches:
                 try:
-                    context = build(target, batch, rank, args.peft_cap)
+                    context = build(target, batch, rank, args.peft_cap, args.loop_cap)
                 except Exception as e:  # noqa: BLE001  (recorded in the rows; the sweep goes on)
                     context = dict(batch=batch, error=f"{type(e).__name__}: {e}")
                 for seq in args.seq:
@@ -468,7 +478,8 @@ def main(argv=None) -> None:
     if verdicts:
         print("\ngoals (issue 21):")
         for g in verdicts:
-            print(f"  {g['model']}: {g['goal']}: {g['value']} -> {'met' if g['met'] else 'missed'}")
+            floor = f" (the model without LoRA: {g['base_ratio']})" if g.get("base_ratio") else ""
+            print(f"  {g['model']}: {g['goal']}: {g['value']} -> {'met' if g['met'] else 'missed'}{floor}")
     if args.json:
         record = dict(config=vars(args), commit=_commit(), machine=machine, torch=torch.__version__,
                       transformers=transformers.__version__, peft=peft.__version__,
