@@ -75,8 +75,7 @@ def linear(x: torch.Tensor, weight, bias: torch.Tensor | None) -> torch.Tensor:
             u = (weight.A * xb).sum(-1).unsqueeze(1)  # (B, r, I) -> (B, 1, r)
         else:
             u = torch.bmm(xb, weight.A.mT)  # (B, N, r)
-        low = torch.bmm(u, weight.B.mT)  # (B, N, O)
-        y = y.reshape(batch, -1, out_features) + low
+        y = torch.baddbmm(y.reshape(batch, -1, out_features), u, weight.B.mT)  # (B, N, O): + (x·Aᵀ)·Bᵀ, fused
     elif weight.dim() == 3:
         out_features = weight.shape[1]
         xb = x.reshape(batch, -1, in_features)  # (B, N, I)
