@@ -1,5 +1,6 @@
 """Graph hypernetworks: graphs of any architecture, GHN-2 prediction, training, DDP, reproduction."""
 
+import json
 import os
 import random
 import subprocess
@@ -334,8 +335,8 @@ def test_shipped_checkpoint_predicts_resnet18_from_cli(capsys, tmp_path):
     from hypernetworks.methods.ghn import CHECKPOINT, load_pretrained
 
     ghn = load_pretrained()
-    assert not ghn.training and CHECKPOINT.stat().st_size < 8e6
-    assert CHECKPOINT.with_suffix(".json").exists()
+    assert not ghn.training and (CHECKPOINT / "model.safetensors").stat().st_size < 8e6
+    assert "equivalent_training_command" in json.loads((CHECKPOINT / "config.json").read_text())
     main(["ghn", "predict", "--model", "resnet18", "--out", str(tmp_path / "r18.pt")])
     out = capsys.readouterr().out
     assert "predicted 62 tensors, not predicted 0" in out
@@ -343,3 +344,15 @@ def test_shipped_checkpoint_predicts_resnet18_from_cli(capsys, tmp_path):
     assert state["conv1.weight"].shape == (64, 3, 7, 7) and torch.isfinite(state["fc.weight"]).all()
     with pytest.raises(FileNotFoundError, match="load_pretrained: no GHN checkpoint"):
         load_pretrained(tmp_path / "missing.pt")
+
+
+def test_save_pretrained_round_trip_is_bit_exact(tmp_path):
+    from hypernetworks.methods.ghn import GHN, GHNConfig
+
+    torch.manual_seed(0)
+    ghn = GHN(GHNConfig(hidden=16, decoder_hidden=16))
+    ghn.save_pretrained(tmp_path, note="test")
+    back = GHN.from_pretrained(tmp_path)
+    a, b = ghn.state_dict(), back.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((tmp_path / "config.json").read_text())["note"] == "test"

@@ -31,7 +31,7 @@ def test_wheel_installs_and_runs_without_the_source_tree(tmp_path):
     assert build.returncode == 0, build.stderr
     (wheel,) = dist.glob("hypernetworks-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "hypernetworks/methods/ghn/checkpoints/ghn2_fmnist.pt" in names  # package data is in the wheel
+    assert "hypernetworks/methods/ghn/checkpoints/ghn2_fmnist/model.safetensors" in names  # package data
     install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
                               str(wheel)], capture_output=True, text=True)
     assert install.returncode == 0, install.stderr

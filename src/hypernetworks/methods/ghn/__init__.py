@@ -30,11 +30,12 @@ from .train import load_checkpoint as load_checkpoint
 from .train import save_checkpoint as save_checkpoint
 from .train import train_ghn as train_ghn
 
-CHECKPOINT = Path(__file__).parent / "checkpoints" / "ghn2_fmnist.pt"
+CHECKPOINT = Path(__file__).parent / "checkpoints" / "ghn2_fmnist"  # GHN.save_pretrained's layout
 
 
 def load_pretrained(path: str | Path = CHECKPOINT) -> GHN:
-    """The GHN shipped with the package (its training command is in ``ghn2_fmnist.json`` next to it).
+    """The GHN shipped with the package (its training command is in its ``config.json``), or the one at
+    ``path``: a ``GHN.save_pretrained`` folder, or a training checkpoint (``.pt``) of ``train_ghn``.
 
     Raises:
         FileNotFoundError: the checkpoint is missing (a source checkout without it: train one with
@@ -43,6 +44,8 @@ def load_pretrained(path: str | Path = CHECKPOINT) -> GHN:
     if not Path(path).exists():
         raise FileNotFoundError(f"load_pretrained: no GHN checkpoint at {path}; train one with "
                                 "`python -m hypernetworks.methods.ghn.train --out PATH` and pass path=.")
+    if Path(path).is_dir():
+        return GHN.from_pretrained(path)
     return load_checkpoint(path)[0].eval()
 
 
