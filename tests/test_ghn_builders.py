@@ -206,3 +206,10 @@ def test_other_data_examples_in_the_docs_run():
     g = scopes[0]["report"].graph  # BERT's: the mask (input 1) reaches both attention nodes, as the docs say
     assert g.ops[:2] == ["input", "input"] and len(g) == 36
     assert sum(g.names[d].endswith("scaled_dot_product_attention") for s, d in g.edges if s == 1) == 2
+
+
+def test_cli_predicts_a_detection_model_without_downloading(capsys):
+    from hypernetworks.cli import main
+
+    main(["ghn", "predict", "--model", "fasterrcnn_mobilenet_v3_large_fpn", "--classes", "5", "--size", "64"])
+    assert "not predicted 0" in capsys.readouterr().out

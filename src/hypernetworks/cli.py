@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import platform
 import subprocess
@@ -103,7 +104,10 @@ def ghn_predict(args) -> None:
     from .methods.ghn import load_pretrained, predict
 
     torch.set_num_threads(args.threads)
-    model = torchvision.models.get_model(args.model, num_classes=args.classes)
+    options = {"num_classes": args.classes}
+    if "weights_backbone" in inspect.signature(torchvision.models.get_model_builder(args.model)).parameters:
+        options["weights_backbone"] = None  # detection / segmentation: nothing may be downloaded
+    model = torchvision.models.get_model(args.model, weights=None, **options)
     ghn = load_pretrained(args.checkpoint) if args.checkpoint else load_pretrained()
     report = predict(ghn, model, torch.zeros(1, args.channels, args.size, args.size))
     n = sum(p.numel() for p in model.parameters())
