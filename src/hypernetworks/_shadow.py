@@ -85,9 +85,11 @@ def shadow_tree(root: nn.Module, tensors: Mapping[str, Any], forwards: Mapping[s
     for path, forward in (forwards or {}).items():
         state = at(path).__dict__
         state["forward"] = forward
-        for hooks in _HOOK_DICTS:
-            if state.get(hooks):
-                state[hooks] = OrderedDict()
+        if state["_forward_hooks"] or state["_forward_pre_hooks"] or state["_backward_hooks"] or \
+                state["_backward_pre_hooks"]:
+            for hooks in _HOOK_DICTS:
+                if state.get(hooks):
+                    state[hooks] = OrderedDict()
     for module in shadows.values():
         state = module.__dict__
         if "_flat_weights" in state:  # recurrent layers' forward reads this list, not the parameter dict

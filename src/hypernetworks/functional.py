@@ -63,12 +63,12 @@ def _check_value(name, value, param, mode, batch_dims) -> torch.Tensor:
     else:
         if not isinstance(value, torch.Tensor):
             _fail(f"'{name}' should be a tensor in mode='{mode}', got {type(value).__name__}.")
-        if tuple(value.shape[batch_dims:]) != tuple(param.shape) or value.dim() != param.dim() + batch_dims:
+        if value.shape[batch_dims:] != param.shape or value.dim() != param.dim() + batch_dims:
             want = f"{lead}{', '.join(map(str, param.shape))})"
             _fail(f"'{name}' should have shape {want}, got {tuple(value.shape)}.")
         tensors = (value,)
     for t in tensors:
-        if t.device != param.device or not accepts_dtype(t, param):
+        if t.device != param.device or (t.dtype != param.dtype and not accepts_dtype(t, param)):
             _fail(f"'{name}' should be {param.dtype} on {param.device}, got {t.dtype} on {t.device} "
                   "(other dtypes only under torch.autocast, in its dtype).")
     return tensors[0]
