@@ -19,7 +19,8 @@ def square(job):
     return job * job
 
 
-def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, capsys):
+def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, caplog):
+    caplog.set_level("INFO", logger="hypernetworks.experiments")
     settings = JobSettings(store=tmp_path / "store", resume=True, label="demo")
     with job_settings(settings), pytest.raises(KeyboardInterrupt):
         run_jobs(square, [1, 2, "boom", 4], workers=1)
@@ -28,8 +29,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, capsys):
     with job_settings(settings):
         assert run_jobs(square, [1, 2, 3, 4], workers=1) == [1, 4, 9, 16]
     assert CALLS == [3, 4]  # 1 and 2 came from the store
-    err = capsys.readouterr().err
-    assert "demo: 2/4 jobs found in the store" in err and "demo: job 4/4 done" in err
+    assert "demo: 2/4 jobs found in the store" in caplog.text and "demo: job 4/4 done" in caplog.text
     with job_settings(JobSettings(store=tmp_path / "store", resume=False)):
         CALLS.clear()
         run_jobs(square, [1, 2], workers=1)

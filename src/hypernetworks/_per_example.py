@@ -27,7 +27,7 @@ from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 from . import _kernels
 from ._kernels import LowRankWeight, PerExampleError, batched, dense
 from ._plan import Plan
-from ._shadow import has_hooks, module_at, shadow_tree
+from ._shadow import FUSED_PATHS, has_hooks, module_at, shadow_tree
 
 _warned: set[str] = set()
 
@@ -44,7 +44,7 @@ def _reads_children(module: nn.Module) -> bool:
 
 
 # Layers with fused inference paths that torch takes under vmap, where they have no derivative.
-_FUSED = (nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerEncoder)
+_FUSED_UNDER_VMAP = (nn.MultiheadAttention, *FUSED_PATHS)
 
 
 def _runner(path: str, module: nn.Module) -> Callable:
@@ -56,7 +56,7 @@ def _runner(path: str, module: nn.Module) -> Callable:
         return kernel
     if isinstance(module, nn.RNNBase):
         return _loop_recurrent
-    return _loop if any(isinstance(m, _FUSED) for m in module.modules()) else _vmap
+    return _loop if any(isinstance(m, _FUSED_UNDER_VMAP) for m in module.modules()) else _vmap
 
 
 def find_units(target: nn.Module, names) -> list[Unit]:

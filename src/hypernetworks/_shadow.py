@@ -26,7 +26,8 @@ _HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_a
                "_backward_pre_hooks")
 
 
-_FUSED = (nn.TransformerEncoderLayer, nn.TransformerEncoder)
+# Modules with a fused inference path that reads their tensors outside their children's calls.
+FUSED_PATHS = (nn.TransformerEncoderLayer, nn.TransformerEncoder)
 
 
 def module_at(root: nn.Module, path: str) -> nn.Module:
@@ -94,7 +95,7 @@ def shadow_tree(root: nn.Module, tensors: Mapping[str, Any], forwards: Mapping[s
         state = module.__dict__
         if "_flat_weights" in state:  # recurrent layers' forward reads this list, not the parameter dict
             state["_flat_weights"] = [module._parameters.get(n) for n in module._flat_weights_names]
-        if not fused_paths and isinstance(module, _FUSED):
+        if not fused_paths and isinstance(module, FUSED_PATHS):
             state["activation_relu_or_gelu" if isinstance(module, nn.TransformerEncoderLayer)
                   else "use_nested_tensor"] = False  # one of each fused path's preconditions
     return shadows[""]

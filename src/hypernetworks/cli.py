@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import logging
 import platform
 import subprocess
 import sys
@@ -64,6 +65,7 @@ def reproduce(args) -> None:
     start, provenance = time.time(), _provenance()  # the code that runs, before anything changes
     # kept per commit, so --resume never mixes results of different code (uncommitted edits aside)
     store = out / ".jobs" / f"{args.name}{'-quick' if args.quick else ''}" / (provenance["commit"] or "unknown")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the job runner's progress lines
     settings = JobSettings(store=store, resume=args.resume, workers=args.workers, label=args.name,
                            backend=args.backend, address=args.address)
     with job_settings(settings):

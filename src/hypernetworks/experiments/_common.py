@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import hashlib
+import logging
 import pickle
 import sys
 import time
@@ -62,8 +63,11 @@ def _key(fn: Callable, job) -> str | None:
     return hashlib.sha256(blob).hexdigest()[:24]
 
 
+log = logging.getLogger("hypernetworks.experiments")
+
+
 class _Progress:
-    """A bar with an ETA on a terminal; one line per finished job otherwise."""
+    """A bar with an ETA on a terminal; otherwise one ``logging`` line per finished job (the CLI shows them)."""
 
     def __init__(self, label: str, total: int, done: int):
         self.label, self.total, self.done, self.start = label, total, done, time.time()
@@ -73,7 +77,7 @@ class _Progress:
 
             self.bar = tqdm(total=total, initial=done, desc=label, ncols=80, leave=True)
         elif done:
-            print(f"{label}: {done}/{total} jobs found in the store", file=sys.stderr, flush=True)
+            log.info("%s: %d/%d jobs found in the store", label, done, total)
 
     def step(self, ran: int) -> None:
         self.done += 1
@@ -82,8 +86,7 @@ class _Progress:
             return
         elapsed = time.time() - self.start
         eta = elapsed / ran * (self.total - self.done)
-        print(f"{self.label}: job {self.done}/{self.total} done ({elapsed:.0f} s, about {eta:.0f} s left)",
-              file=sys.stderr, flush=True)
+        log.info("%s: job %d/%d done (%.0f s, about %.0f s left)", self.label, self.done, self.total, elapsed, eta)
 
     def close(self) -> None:
         if self.bar is not None:
