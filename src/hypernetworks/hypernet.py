@@ -68,10 +68,9 @@ class HyperNetwork(nn.Module):
             if flat:
                 raise ValueError(f"HyperNetwork: mode='lora' generates factors of weights only; {flat} "
                                  "are 1-D: exclude them from the spec or use mode='residual'.")
-        self._options = {"mode": mode, "init": init, "rank": rank, "seed": seed, "check_finite": check_finite,
-                         "freeze_target": freeze_target}  # for save_pretrained
         self.target, self.spec, self.encoder, self.head = target, spec, encoder, head
         self.mode, self.init_scheme, self.check_finite = mode, init, check_finite
+        self.seed, self.freeze_target = seed, freeze_target
         self.rank = 4 if rank is None and mode == "lora" else rank
         # what the head produces: the spec itself, or its low-rank factors
         self.generated_spec = spec if self.rank is None else spec.factorized(self.rank)
@@ -178,7 +177,9 @@ class HyperNetwork(nn.Module):
         out = Path(save_directory)
         out.mkdir(parents=True, exist_ok=True)
         config = {"format": "hypernetworks.HyperNetwork/1", "encoder": record(self.encoder), "head": record(self.head),
-                  "spec": self.spec.names, "options": self._options,
+                  "spec": self.spec.names,
+                  "options": {"mode": self.mode, "init": self.init_scheme, "rank": self.rank, "seed": self.seed,
+                              "check_finite": self.check_finite, "freeze_target": self.freeze_target},
                   "versions": {"hypernetworks": _version(), "torch": torch.__version__}}
         (out / self.CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
         save_model(self, str(out / self.WEIGHTS_NAME))
