@@ -134,10 +134,11 @@ def conv_kernel(name, module: nn.modules.conv._ConvNd, w, batch, x):
         padding = 0
     if weight.dim() == nd + 3:  # (B, O, C/g, *k): one grouped conv over the batch, bias fused
         out_channels = weight.shape[1]
-        flat_bias = None if bias is None else bias.expand(batch, out_channels).flatten()  # (B·O,)
+        if bias is not None:  # (B·O,): a per-example (B, O) bias as a view, a shared (O,) one repeated
+            bias = (bias if bias.dim() == 2 else bias.expand(batch, out_channels)).reshape(-1)
         y = conv(x.reshape(1, -1, *x.shape[2:]),  # (1, B·C, *S)
                  weight.reshape(-1, *weight.shape[2:]),  # (B·O, C/g, *k)
-                 flat_bias, module.stride, padding, module.dilation, batch * module.groups)
+                 bias, module.stride, padding, module.dilation, batch * module.groups)
         return y.reshape(batch, out_channels, *y.shape[2:])  # (B, O, *S')
     if bias is None or bias.dim() == 1:
         return conv(x, weight, bias, module.stride, padding, module.dilation, module.groups)
