@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from hypernetworks import cli
+from hypernetworks.experiments.hyperclip import split_subsets
 from hypernetworks.methods import get_method
 from hypernetworks.methods.hyperclip import (
     HyperCLIP,
@@ -143,3 +144,16 @@ def test_reproduce_hyperclip_quick(tmp_path, check_claims):
     assert (tmp_path / "hyperclip.png").exists()
     claims = check_claims(record, statements=3 * 2 + 1)  # 3 evaluations x 2 baselines, the cost claim
     assert {c["baseline"]["name"] for c in claims if c["kind"] == "paired"} == {"plain", "plain-matched"}
+    chosen = {s["model"]: s["lr"] for s in record["summary"]}  # each model's lr: its best on validation
+    for kind, lr in chosen.items():
+        val = {r["lr"]: r["val_accuracy"] for r in record["sweep"] if r["kind"] == kind}
+        assert set(val) == set(record["config"]["lrs"]) and val[lr] == max(val.values())
+    assert all(r["lr"] == chosen[r["kind"]] for r in record["runs"])
+
+
+def test_subsets_split_three_ways():
+    train, val, held_out = split_subsets(0, held_out=0.25, val=0.15)
+    assert len(train) + len(val) + len(held_out) == 120 + 210 + 252  # all 3-, 4- and 5-class subsets
+    assert len(held_out) == 145 and len(val) == 65
+    assert not (set(train) & set(val) or set(train) & set(held_out) or set(val) & set(held_out))
+    assert split_subsets(1, 0.25, 0.15)[2] != held_out  # the split follows the seed

@@ -144,3 +144,8 @@ def test_reproduce_sie_quick(tmp_path, check_claims):
     assert (tmp_path / "sie.png").exists()
     claims = check_claims(record, statements=4)
     assert {c["baseline"]["name"] for c in claims} == {"vicreg", "mlp"}
+    chosen = {s["model"]: s["lr"] for s in record["summary"]}  # each model's lr: its best on validation
+    for kind, lr in chosen.items():
+        val = {r["lr"]: r["val_score"] for r in record["sweep"] if r["kind"] == kind}
+        assert set(val) == set(record["config"]["lrs"]) and val[lr] == max(val.values())
+    assert all(r["lr"] == chosen[r["kind"]] for r in record["runs"])
