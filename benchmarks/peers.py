@@ -1,11 +1,12 @@
 """The same training steps with hypernetworks, hyperlight 0.0.5 and hypnettorch 0.0.4, in one process.
 
 Run: ``python -m benchmarks.peers [--threads 1] [--steps 50]`` (needs the ``bench`` extra).
-Each row: ms per training step (median after warm-up), training memory (parameters + gradients +
-Adam state + tensors saved for backward, MiB), the loss after the timed steps (same data and
-seed: a numerics sanity check), and the ratio ours/peer. Peers run as their documentation shows
-(plain ``torch.optim.Adam``); ours run as this library's own training code does (``fused=True``
-Adam); the ``ours, plain Adam`` rows isolate the forward/backward path.
+Every row runs twice, with the same optimiser on both sides: plain ``torch.optim.Adam`` (as the
+peers' documentation shows) and ``Adam(fused=True)`` (as this library's training code uses); the
+ratio ours/peer is per optimiser. Each entry: ms per training step (median after warm-up) and its
+parts (forward, backward, optimiser step; medians, so they need not add up exactly), training
+memory (parameters + gradients + Adam state + tensors saved for backward, MiB), the loss after the
+timed steps (same data and seed: a numerics sanity check).
 """
 
 from __future__ import annotations
@@ -55,39 +56,54 @@ def saved_bytes(fn) -> int:
 
 
 def measure_all(entries: dict, steps: int) -> dict:
-    """Time each ``step()`` (forward, backward, optimiser), interleaving the entries step by step
-    so that drift on a shared machine hits them alike; estimate each one's training memory.
+    """Time each ``step()`` (which returns its forward, backward and optimiser seconds), interleaving
+    the entries step by step so that drift on a shared machine hits them alike; estimate each one's
+    training memory.
 
     ``entries``: ``{name: ((step, loss_of), module)}``.
     """
     for (step, _), _ in entries.values():
         for _ in range(5):
             step()
-    times = {name: [] for name in entries}
+    parts = {name: [] for name in entries}
     for _ in range(steps):
         for name, ((step, _), _) in entries.items():
             t0 = time.perf_counter()
-            step()
-            times[name].append((time.perf_counter() - t0) * 1e3)
+            split = step()
+            parts[name].append(((time.perf_counter() - t0) * 1e3, *(t * 1e3 for t in split)))
     out = {}
     for name, ((_, loss_of), module) in entries.items():
         param_bytes = sum(p.numel() * p.element_size() for p in module.parameters() if p.requires_grad)
         memory = 4 * param_bytes + saved_bytes(loss_of)  # θ, grad, Adam m and v
-        out[name] = {"ms": statistics.median(times[name]), "mib": memory / 2**20, "loss": loss_of().item(),
-                     "params": param_bytes // 4}
+        ms, fwd, bwd, opt = (statistics.median(col) for col in zip(*parts[name], strict=True))
+        out[name] = {"ms": ms, "fwd": fwd, "bwd": bwd, "opt": opt, "mib": memory / 2**20,
+                     "loss": loss_of().item(), "params": param_bytes // 4}
     return out
 
 
 def trainer(forward, params, fused: bool):
-    """A step function over ``forward() -> loss`` with Adam (fused or not)."""
+    """A step function over ``forward() -> loss`` with Adam (fused or not); the step returns the
+    seconds of its forward, backward and optimiser parts."""
     opt = torch.optim.Adam(params, lr=1e-3, fused=fused)
 
     def step():
+        t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        forward().backward()
+        loss = forward()
+        t1 = time.perf_counter()
+        loss.backward()
+        t2 = time.perf_counter()
         opt.step()
+        return t1 - t0, t2 - t1, time.perf_counter() - t2
 
     return step, forward
+
+
+def both_optimisers(makers, steps: int) -> dict:
+    """``measure_all`` of every ``make(fused)`` in ``makers`` (``(name, make)`` pairs), once with plain
+    and once with fused Adam on all sides: ``{"plain": results, "fused": results}``."""
+    return {kind: measure_all({name: make(fused) for name, make in makers}, steps)
+            for kind, fused in (("plain", False), ("fused", True))}
 
 
 def batches(x, y, seed=0):
@@ -104,7 +120,7 @@ def row_scalar(steps, x, y, mip: bool):
     import hyperlight as hl
 
     sizes, hidden = [64, 32, 32, 10], [16, 64, 128]
-    def peer():
+    def peer(fused):
         torch.manual_seed(0)
         target = mlp(sizes)
         shapes = {n: tuple(p.shape) for n, p in target.named_parameters()}
@@ -117,25 +133,22 @@ def row_scalar(steps, x, y, mip: bool):
             weights = hnet(gamma=torch.rand(1, generator=gen))
             return F.cross_entropy(torch.func.functional_call(target, weights, (xb,)), yb)
 
-        return trainer(forward, list(hnet.parameters()), fused=False), hnet
+        return trainer(forward, list(hnet.parameters()), fused=fused), hnet
 
     def ours(fused):
-        def make():
-            torch.manual_seed(0)
-            hnet = hn.methods.mip.hypernetwork(mlp(sizes), hidden=tuple(hidden), encoding="mip" if mip else "none",
-                                               residual=mip)
-            data = batches(x, y)
-            gen = torch.Generator().manual_seed(1)
+        torch.manual_seed(0)
+        hnet = hn.methods.mip.hypernetwork(mlp(sizes), hidden=tuple(hidden), encoding="mip" if mip else "none",
+                                           residual=mip)
+        data = batches(x, y)
+        gen = torch.Generator().manual_seed(1)
 
-            def forward():
-                xb, yb = next(data)
-                return F.cross_entropy(hnet(xb, cond=torch.rand(1, generator=gen)), yb)
+        def forward():
+            xb, yb = next(data)
+            return F.cross_entropy(hnet(xb, cond=torch.rand(1, generator=gen)), yb)
 
-            return trainer(forward, [p for p in hnet.parameters() if p.requires_grad], fused=fused), hnet
-        return make
+        return trainer(forward, [p for p in hnet.parameters() if p.requires_grad], fused=fused), hnet
 
-    makers = (("hyperlight", peer), ("ours", ours(True)), ("ours, plain Adam", ours(False)))
-    return measure_all({name: make() for name, make in makers}, steps)
+    return both_optimisers((("hyperlight", peer), ("ours", ours)), steps)
 
 
 # --- row 2: task-conditioned HMLP / ChunkedHMLP for an MLP 64-100-100-10 -------------------------
@@ -145,7 +158,7 @@ def row_task(steps, x, y, chunked: bool):
     from hypnettorch.hnets import HMLP, ChunkedHMLP
     from hypnettorch.mnets import MLP
 
-    def peer():
+    def peer(fused):
         torch.manual_seed(0)
         mnet = MLP(n_in=64, n_out=10, hidden_layers=(100, 100), no_weights=True, verbose=False)
         kw = {"layers": (100, 100), "cond_in_size": 8, "num_cond_embs": 5, "verbose": False}
@@ -157,26 +170,23 @@ def row_task(steps, x, y, chunked: bool):
             xb, yb = next(data)
             return F.cross_entropy(mnet.forward(xb, weights=hnet.forward(cond_id=2)), yb)
 
-        return trainer(forward, list(hnet.parameters()), fused=False), hnet
+        return trainer(forward, list(hnet.parameters()), fused=fused), hnet
 
     def ours(fused):
-        def make():
-            torch.manual_seed(0)
-            head = (hn.heads.Chunked(2000, chunk_dim=8, hidden=(100, 100)) if chunked
-                    else hn.heads.Full(hidden=(100, 100)))
-            hnet = hn.HyperNetwork(mlp([64, 100, 100, 10]), encoder=hn.encoders.Embedding(5, 8), head=head)
-            data = batches(x, y)
-            task = torch.tensor(2)
+        torch.manual_seed(0)
+        head = (hn.heads.Chunked(2000, chunk_dim=8, hidden=(100, 100)) if chunked
+                else hn.heads.Full(hidden=(100, 100)))
+        hnet = hn.HyperNetwork(mlp([64, 100, 100, 10]), encoder=hn.encoders.Embedding(5, 8), head=head)
+        data = batches(x, y)
+        task = torch.tensor(2)
 
-            def forward():
-                xb, yb = next(data)
-                return F.cross_entropy(hnet(xb, cond=task), yb)
+        def forward():
+            xb, yb = next(data)
+            return F.cross_entropy(hnet(xb, cond=task), yb)
 
-            return trainer(forward, [p for p in hnet.parameters() if p.requires_grad], fused=fused), hnet
-        return make
+        return trainer(forward, [p for p in hnet.parameters() if p.requires_grad], fused=fused), hnet
 
-    makers = (("hypnettorch", peer), ("ours", ours(True)), ("ours, plain Adam", ours(False)))
-    return measure_all({name: make() for name, make in makers}, steps)
+    return both_optimisers((("hypnettorch", peer), ("ours", ours)), steps)
 
 
 # --- row 3: the continual-learning output regulariser ------------------------------------------
@@ -203,9 +213,18 @@ def row_regulariser(steps, earlier: int):
     def ours_loss():
         return learner.regularizer(earlier)
 
-    entries = {name: ((lambda loss=loss: loss().backward(), loss), module)
+    def step_of(loss):  # no optimiser: the regulariser's forward and backward only
+        def step():
+            t0 = time.perf_counter()
+            value = loss()
+            t1 = time.perf_counter()
+            value.backward()
+            return t1 - t0, time.perf_counter() - t1, 0.0
+        return step
+
+    entries = {name: ((step_of(loss), loss), module)
                for name, loss, module in (("hypnettorch", peer_loss, peer), ("ours", ours_loss, learner))}
-    return measure_all(entries, steps)
+    return {"none": measure_all(entries, steps)}
 
 
 # --- row 4: per-example weights, B different conditions in one batch ------------------------------
@@ -217,7 +236,7 @@ def row_per_example(steps, x, y):
     from hypnettorch.mnets import MLP
 
     sizes, hidden = [64, 32, 32, 10], [16, 64, 128]
-    def hyperlight_vmap():
+    def hyperlight_vmap(fused):
         torch.manual_seed(0)
         target = mlp(sizes)
         shapes = {n: tuple(p.shape) for n, p in target.named_parameters()}
@@ -230,9 +249,9 @@ def row_per_example(steps, x, y):
             one = lambda w, xi: torch.func.functional_call(target, w, (xi.unsqueeze(0),)).squeeze(0)  # noqa: E731
             return F.cross_entropy(torch.func.vmap(one)(weights, xb), yb)
 
-        return trainer(forward, list(hnet.parameters()), fused=False), hnet
+        return trainer(forward, list(hnet.parameters()), fused=fused), hnet
 
-    def hypnettorch_loop():
+    def hypnettorch_loop(fused):
         torch.manual_seed(0)
         mnet = MLP(n_in=64, n_out=10, hidden_layers=(32, 32), no_weights=True, verbose=False)
         hnet = HMLP(mnet.param_shapes, layers=(64, 128), cond_in_size=8, num_cond_embs=BATCH, verbose=False)
@@ -244,9 +263,9 @@ def row_per_example(steps, x, y):
             logits = torch.cat([mnet.forward(xb[i:i + 1], weights=w) for i, w in enumerate(weights)])
             return F.cross_entropy(logits, yb)
 
-        return trainer(forward, list(hnet.parameters()), fused=False), hnet
+        return trainer(forward, list(hnet.parameters()), fused=fused), hnet
 
-    def ours():
+    def ours(fused):
         torch.manual_seed(0)
         hnet = hn.methods.mip.hypernetwork(mlp(sizes), hidden=tuple(hidden))
         data = batches(x, y)
@@ -255,11 +274,10 @@ def row_per_example(steps, x, y):
             xb, yb = next(data)
             return F.cross_entropy(hnet(xb, cond=torch.rand(BATCH, 1)), yb)
 
-        return trainer(forward, [p for p in hnet.parameters() if p.requires_grad], fused=True), hnet
+        return trainer(forward, [p for p in hnet.parameters() if p.requires_grad], fused=fused), hnet
 
-    makers = (("hyperlight + vmap", hyperlight_vmap), ("hypnettorch loop", hypnettorch_loop),
-                       ("ours", ours))
-    return measure_all({name: make() for name, make in makers}, steps)
+    makers = (("hyperlight + vmap", hyperlight_vmap), ("hypnettorch loop", hypnettorch_loop), ("ours", ours))
+    return both_optimisers(makers, steps)
 
 
 # --- row 5: a CNN target, eager and compiled --------------------------------------------------
@@ -273,7 +291,7 @@ def row_cnn(steps):
                              nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
 
     x, y = torch.randn(512, 1, 28, 28), torch.randint(0, 10, (512,))
-    def peer():
+    def peer(fused):
         torch.manual_seed(0)
         target = cnn()
         hnet = hl.HyperNet({"gamma": (1,)}, {n: tuple(p.shape) for n, p in target.named_parameters()}, [64, 64])
@@ -283,10 +301,10 @@ def row_cnn(steps):
             xb, yb = next(data)
             return F.cross_entropy(torch.func.functional_call(target, hnet(gamma=torch.rand(1)), (xb,)), yb)
 
-        return trainer(forward, list(hnet.parameters()), fused=False), hnet
+        return trainer(forward, list(hnet.parameters()), fused=fused), hnet
 
     def ours(compiled):
-        def make():
+        def make(fused):
             torch.manual_seed(0)
             hnet = hn.methods.mip.hypernetwork(cnn(), hidden=(64, 64))
             model = torch.compile(hnet, fullgraph=True, dynamic=False) if compiled else hnet
@@ -294,13 +312,13 @@ def row_cnn(steps):
 
             def forward():
                 xb, yb = next(data)
-                return F.cross_entropy(model(xb, torch.rand(1)), yb)
+                return F.cross_entropy(model(xb, cond=torch.rand(1)), yb)
 
-            return trainer(forward, [p for p in hnet.parameters() if p.requires_grad], fused=True), hnet
+            return trainer(forward, [p for p in hnet.parameters() if p.requires_grad], fused=fused), hnet
         return make
 
     def plain(compiled):  # the target network alone, trained directly: what compile does to the convs
-        def make():
+        def make(fused):
             torch.manual_seed(0)
             target = cnn()
             model = torch.compile(target, dynamic=False) if compiled else target
@@ -310,24 +328,26 @@ def row_cnn(steps):
                 xb, yb = next(data)
                 return F.cross_entropy(model(xb), yb)
 
-            return trainer(forward, list(target.parameters()), fused=True), target
+            return trainer(forward, list(target.parameters()), fused=fused), target
         return make
 
     makers = (("hyperlight", peer), ("ours", ours(False)), ("ours, torch.compile", ours(True)),
               ("plain CNN, no hypernetwork", plain(False)), ("plain CNN, torch.compile", plain(True)))
-    return measure_all({name: make() for name, make in makers}, steps)
+    return both_optimisers(makers, steps)
 
 
 def render(rows: list[tuple[str, dict]], threads: int, steps: int) -> str:
     lines = [f"torch {torch.__version__}, threads={threads}, batch {BATCH}, median of {steps} steps after warm-up", "",
-             "| row | library | ms / step | memory MiB | trainable | loss after | ours / this |",
-             "|---|---|---:|---:|---:|---:|---:|"]
-    for title, result in rows:
-        ours = result["ours"]["ms"]
-        for name, r in result.items():
-            ratio = "" if name.startswith("ours") else f"{ours / r['ms']:.2f}"
-            lines.append(f"| {title} | {name} | {r['ms']:.2f} | {r['mib']:.2f} | {r['params']:,} | {r['loss']:.3f} | "
-                         f"{ratio} |")
+             "| row | library | Adam | ms / step | fwd | bwd | optimiser | memory MiB | trainable | loss after "
+             "| ours / this |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for title, by_optimiser in rows:
+        for kind, result in by_optimiser.items():
+            ours = result["ours"]["ms"]
+            for name, r in result.items():
+                ratio = "" if name.startswith("ours") else f"{ours / r['ms']:.2f}"
+                lines.append(f"| {title} | {name} | {kind} | {r['ms']:.2f} | {r['fwd']:.2f} | {r['bwd']:.2f} | "
+                             f"{r['opt']:.2f} | {r['mib']:.2f} | {r['params']:,} | {r['loss']:.3f} | {ratio} |")
     return "\n".join(lines)
 
 
