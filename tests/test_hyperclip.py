@@ -33,7 +33,7 @@ def trained_like(model: HyperCLIP) -> HyperCLIP:
 
 
 def test_registered_and_config_round_trip():
-    assert get_method("hyperclip") is HyperCLIP
+    assert get_method("hyperclip").builder is HyperCLIP
     cfg = HyperCLIPConfig(width=12, groups=3, hidden=[32])
     assert HyperCLIPConfig.from_dict(cfg.to_dict()) == cfg and cfg.hidden == (32,)
     with pytest.raises(ValueError, match="multiple of groups"):

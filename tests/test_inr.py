@@ -68,8 +68,9 @@ def test_doh_stores_only_the_code_and_biases_and_fits_an_image():
     assert trained == ["z", "biases.0_bias", "biases.2_bias", "biases.4_bias"]  # weights come from P z
     import copy
 
-    assert torch.equal(DOH(copy.deepcopy(model.target), 128, seed=3).projection, model.projection)  # regenerated
-    assert not torch.equal(DOH(copy.deepcopy(model.target), 128, seed=4).projection, model.projection)
+    # P is regenerated from the seed
+    assert torch.equal(DOH(copy.deepcopy(model.target), latent_dim=128, seed=3).projection, model.projection)
+    assert not torch.equal(DOH(copy.deepcopy(model.target), latent_dim=128, seed=4).projection, model.projection)
     assert "projection" not in model.state_dict()
     weights = model.generate()
     for name, w in model.target.named_parameters():  # weights start on the INR's own init scale
@@ -117,7 +118,7 @@ def test_hyperplanes_starts_at_the_shared_inr_and_learns():
 
     torch.manual_seed(0)
     inr = siren(2, 16, 2, 1)
-    hnet = hyperplanes(inr, 3, 20, dim=16, hidden=(32,))
+    hnet = hyperplanes(inr, in_features=3, set_size=20, dim=16, hidden=(32,))
     coords, values = observations()
     obs = torch.cat([coords, values], -1)
     torch.testing.assert_close(hnet(coords, cond=obs), inr(coords))  # Δθ = 0 at the start
@@ -130,7 +131,7 @@ def test_hyperplanes_starts_at_the_shared_inr_and_learns():
         loss.backward()
         opt.step()
     assert loss.item() < first / 2
-    full = hyperplanes(siren(2, 16, 2, 1), 3, 20, dim=16, full=True)
+    full = hyperplanes(siren(2, 16, 2, 1), in_features=3, set_size=20, dim=16, full=True)
     assert full.mode == "absolute" and full(coords, cond=obs).shape == (4, 20, 1)
 
 

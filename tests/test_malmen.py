@@ -14,7 +14,7 @@ def head(seed=0, i=16, h=12, o=5):
 
 
 def editor_for(model, layers=("0", "2"), **kw):
-    editor = MALMEN.for_model(model, list(layers), **kw)
+    editor = MALMEN(model, layers=list(layers), **kw)
     return editor
 
 
@@ -72,7 +72,7 @@ def test_identity_hypernetwork_edit_is_exact_on_independent_keys():
     model = nn.Linear(16, 5).requires_grad_(False)
     x, y = edits(6)  # 6 random keys in 16 dims: linearly independent
     for aggregation, exact in (("least_squares", True), ("sum", False)):
-        editor = MALMEN.for_model(model, [""], blocks=0, reg=1e-7, lr=3.0, aggregation=aggregation)
+        editor = MALMEN(model, layers=[""], blocks=0, reg=1e-7, lr=3.0, aggregation=aggregation)
         cache = editor.cache(model, x, y)
         editor.observe(cache)
         u, delta = cache[""]
@@ -138,10 +138,10 @@ def test_meta_training_lowers_the_held_out_edit_loss():
 
 def test_shared_net_for_layers_of_one_shape_and_errors():
     model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Conv1d(1, 1, 1))
-    editor = MALMEN.for_model(model, ["0", "2"])
+    editor = MALMEN(model, layers=["0", "2"])
     assert list(editor.nets) == ["8x8"] and editor.where == {"0": ("8x8", 0), "2": ("8x8", 1)}
     with pytest.raises(TypeError, match="MALMEN: '4' must be an nn.Linear"):
-        MALMEN.for_model(model, ["4"])
+        MALMEN(model, layers=["4"])
     with pytest.raises(ValueError, match="ShiftNet: no statistics yet"):
         editor.nets["8x8"](torch.randn(2, 8), torch.randn(2, 8), 0)
     with pytest.raises(ValueError, match="ShiftNet: layer must be in"):
@@ -166,7 +166,7 @@ def test_config_validation_and_round_trip():
         MALMENConfig(blocks=-1)
     cfg = MALMENConfig(rank=8, aggregation="sum")
     assert MALMENConfig.from_dict(cfg.to_dict()) == cfg
-    assert methods.get_method("malmen") == MALMEN.for_model
+    assert methods.get_method("malmen").builder is MALMEN
 
 
 def test_reproduce_quick(tmp_path, check_claims):

@@ -58,13 +58,30 @@ def test_config_validation_and_round_trip():
 
 def test_registry():
     assert "mip" in methods.list_methods("m*")
-    assert methods.get_method("mip") is methods.mip.hypernetwork
+    assert methods.get_method("mip").builder is methods.mip.hypernetwork
     with pytest.raises(ValueError, match="already registered"):
-        methods.register_method("mip", lambda: None)
+        methods.register_method("mip", lambda: None, MIPConfig)
     with pytest.raises(ValueError, match="lowercase"):
-        methods.register_method("MIP2", lambda: None)
+        methods.register_method("MIP2", lambda: None, MIPConfig)
     with pytest.raises(KeyError, match="unknown method 'ghn'"):
         methods.get_method("ghn")
+
+
+def test_create_builds_from_options_and_names_unknown_ones():
+    torch.manual_seed(0)
+    t = target()
+    hnet = methods.create("mip", t, hidden=(8,), num_scalars=2)
+    assert isinstance(hnet, hn.HyperNetwork) and hnet.encoder.dim == 4 and hnet.mode == "residual"
+    same = methods.create("mip", target(), MIPConfig(hidden=(8,)), num_scalars=2)
+    assert same.state_dict().keys() == hnet.state_dict().keys()
+    with pytest.raises(TypeError, match=r"create\('mip'\): MIPConfig: unknown option 'depth'"):
+        methods.create("mip", t, depth=2)
+    with pytest.raises(TypeError, match=r"create\('mip'\): needs the target nn.Module"):
+        methods.create("mip", hidden=(8,))
+    with pytest.raises(TypeError, match=r"create\('sie'\): this method builds its own model"):
+        methods.create("sie", t)
+    with pytest.raises(TypeError, match="MIPConfig: unknown option 'width'"):
+        hn.methods.mip.hypernetwork(t, width=3)
 
 
 def test_reproduce_quick_writes_results(tmp_path, capsys, check_claims):
@@ -90,3 +107,12 @@ def test_demo_runs_and_prints_a_table(tmp_path, capsys):
 def test_unknown_reproduction():
     with pytest.raises(KeyError, match="unknown reproduction 'nope'"):
         cli.main(["reproduce", "nope"])
+
+
+def test_cli_lists_methods_with_their_options(capsys):
+    cli.main(["methods", "m*", "-v"])
+    out = capsys.readouterr().out
+    assert "create('mip', target, **MIPConfig)" in out and "malmen" in out and "    encoding = 'mip'" in out
+    assert "sie" not in out
+    with pytest.raises(SystemExit, match="no method matches 'zzz'"):
+        cli.main(["methods", "zzz"])

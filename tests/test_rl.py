@@ -171,11 +171,11 @@ def test_arch_policy_generates_exact_small_networks():
     torch.manual_seed(0)
     archs = arch_space()
     assert len(archs) == 20 and (2,) in archs and (16, 16) in archs
-    pi = ArchPolicy(4, 2, archs)
+    pi = ArchPolicy(in_dim=4, out_dim=2, archs=archs)
     obs = torch.randn(20, 4)
     out = pi(obs, torch.arange(20))
     for k, arch in enumerate(archs):
-        small = pi.extract(k)  # a plain MLP of the architecture's true size
+        small = pi.materialize(k)  # a plain MLP of the architecture's true size
         assert sum(p.numel() for p in small.parameters()) == num_params(arch, 4, 2)
         torch.testing.assert_close(small(obs[k:k + 1]), out[k:k + 1], rtol=1e-5, atol=1e-5)
     # different architectures get different weights for the same input
@@ -184,7 +184,7 @@ def test_arch_policy_generates_exact_small_networks():
     with pytest.raises(ValueError, match=r"ArchPolicy: expected obs \(B, 4\) and arch ids \(B,\)"):
         pi(obs, torch.arange(3))
     with pytest.raises(ValueError, match="ArchPolicy: need a non-empty list"):
-        ArchPolicy(4, 2, [(4, 0)])
+        ArchPolicy(in_dim=4, out_dim=2, archs=[(4, 0)])
 
 
 def test_masked_units_do_not_matter():

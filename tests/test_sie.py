@@ -24,7 +24,7 @@ def angles(n: int, seed: int = 0) -> torch.Tensor:
 
 
 def test_registered_and_config_checks():
-    assert get_method("sie") is SIE
+    assert get_method("sie").builder is SIE
     cfg = SIEConfig(hidden=[16], width=8)
     assert SIEConfig.from_dict(cfg.to_dict()) == cfg
     assert SIEConfig(split=False, predictor="none").equi_dim == 0

@@ -1,5 +1,6 @@
 """Command line: ``hypernetworks demo``, ``hypernetworks reproduce NAME [--quick]``, ``hypernetworks list``,
-``hypernetworks ghn predict --model NAME``, ``hypernetworks results render [--check]``."""
+``hypernetworks methods [PATTERN] [-v]``, ``hypernetworks ghn predict --model NAME``,
+``hypernetworks results render [--check]``."""
 
 from __future__ import annotations
 
@@ -121,6 +122,26 @@ def ghn_predict(args) -> None:
         print(f"wrote {args.out}")
 
 
+def methods_list(args) -> None:
+    """One line per registered method matching the pattern: how ``methods.create`` builds it; with
+    ``-v`` its config's fields and defaults."""
+    import dataclasses
+
+    from . import methods
+
+    names = methods.list_methods(args.pattern)
+    if not names:
+        raise SystemExit(f"hypernetworks methods: no method matches {args.pattern!r}; known: {methods.list_methods()}.")
+    for name in names:
+        m = methods.get_method(name)
+        call = f"create({name!r}, {'target, ' if m.takes_target else ''}**{m.config.__name__})"
+        print(f"{name:<13} {call:<52} {m.summary}")
+        if args.verbose:
+            for f in dataclasses.fields(m.config):
+                default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+                print(f"    {f.name} = {default!r}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="hypernetworks", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -143,6 +164,10 @@ def main(argv: list[str] | None = None) -> None:
                    help="run the jobs in a local process pool, or as Ray tasks (the 'ray' extra)")
     p.add_argument("--address", default=None, help="with --backend ray: the cluster to join (default: local)")
     p.set_defaults(func=reproduce)
+    p = sub.add_parser("methods", help="list the methods hypernetworks.methods.create builds, and their options")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style pattern over the names, e.g. 'hyper*'")
+    p.add_argument("-v", "--verbose", action="store_true", help="also print each method's config fields and defaults")
+    p.set_defaults(func=methods_list)
     p = sub.add_parser("ghn", help="graph hypernetwork tools")
     ghn_sub = p.add_subparsers(dest="ghn_command", required=True)
     q = ghn_sub.add_parser("predict", help="predict all parameters of a torchvision model with the shipped GHN")

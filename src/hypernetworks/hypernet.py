@@ -11,6 +11,7 @@ from torch import nn
 from . import functional as F
 from ._checks import check_values
 from ._config import rebuild, record
+from ._saving import CONFIG_NAME, WEIGHTS_NAME, HubMixin, check_saved, version
 from .encoders import Encoder
 from .heads import Head
 from .init import factor_moments, target_moments
@@ -19,7 +20,7 @@ from .spec import ParamSpec
 __all__ = ["HyperNetwork"]
 
 
-class HyperNetwork(nn.Module):
+class HyperNetwork(HubMixin, nn.Module):
     """Generates chosen tensors of ``target`` from a condition and runs the target with them.
 
     Args:
@@ -164,8 +165,6 @@ class HyperNetwork(nn.Module):
             return F.materialize(self.target, self.generate(cond), spec=self.spec, mode=self.mode, cast=True)
 
     # --- saving and loading -----------------------------------------------------------------
-    CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
-
     def save_pretrained(self, save_directory: str | Path) -> None:
         """Write ``config.json`` (encoder, head, spec names, options, versions) and ``model.safetensors``
         (every tensor of the state_dict, the target's included) into ``save_directory``.
@@ -180,9 +179,9 @@ class HyperNetwork(nn.Module):
                   "spec": self.spec.names,
                   "options": {"mode": self.mode, "init": self.init_scheme, "rank": self.rank, "seed": self.seed,
                               "check_finite": self.check_finite, "freeze_target": self.freeze_target},
-                  "versions": {"hypernetworks": _version(), "torch": torch.__version__}}
-        (out / self.CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-        save_model(self, str(out / self.WEIGHTS_NAME))
+                  "versions": {"hypernetworks": version(), "torch": torch.__version__}}
+        (out / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+        save_model(self, str(out / WEIGHTS_NAME))
 
     @classmethod
     def from_pretrained(cls, pretrained: str | Path, *, target: nn.Module) -> HyperNetwork:
@@ -193,11 +192,10 @@ class HyperNetwork(nn.Module):
             ValueError: ``target`` does not fit the saved one (the message names the first tensor
                 that differs, with both shapes).
         """
-        from safetensors import safe_open
         from safetensors.torch import load_model
 
         folder = Path(pretrained)
-        config = json.loads((folder / cls.CONFIG_NAME).read_text())
+        config = json.loads((folder / CONFIG_NAME).read_text())
         spec = ParamSpec.from_module(target)
         missing = [n for n in config["spec"] if n not in spec]
         if missing:
@@ -205,29 +203,10 @@ class HyperNetwork(nn.Module):
                              "saved hypernetwork generates; build the target the saved one was built from.")
         hnet = cls(target, spec.subset(config["spec"]), encoder=rebuild(config["encoder"]),
                    head=rebuild(config["head"]), **config["options"])
-        own = hnet.state_dict()
-        with safe_open(str(folder / cls.WEIGHTS_NAME), framework="pt") as saved:
-            shapes = {name: tuple(saved.get_slice(name).get_shape()) for name in saved.keys()}
-        for name in [*own, *(n for n in shapes if n not in own)]:  # in module order, the target first
-            want, got = shapes.get(name, "absent"), tuple(own[name].shape) if name in own else "absent"
-            if want != got and not (name in own and name not in shapes and _shares_storage(own, name)):
-                raise ValueError(f"HyperNetwork.from_pretrained: '{name}' is {want} in {folder}, {got} here; "
-                                 "build the target the saved one was built from.")
-        load_model(hnet, str(folder / cls.WEIGHTS_NAME), strict=True)
+        check_saved(hnet.state_dict(), folder / WEIGHTS_NAME, "HyperNetwork.from_pretrained",
+                    "build the target the saved one was built from.")
+        load_model(hnet, str(folder / WEIGHTS_NAME), strict=True)
         return hnet
-
-    def push_to_hub(self, repo_id: str, **kwargs) -> str:
-        """Save to a temporary folder and upload it with ``huggingface_hub`` (needs a network and the
-        package); ``kwargs`` go to ``HfApi.upload_folder``. Returns the commit URL."""
-        import tempfile
-
-        from huggingface_hub import HfApi
-
-        with tempfile.TemporaryDirectory() as tmp:
-            self.save_pretrained(tmp)
-            api = HfApi()
-            api.create_repo(repo_id, exist_ok=True)
-            return str(api.upload_folder(repo_id=repo_id, folder_path=tmp, **kwargs))
 
     # --- sizes ---------------------------------------------------------------------------------
     @property
@@ -256,15 +235,3 @@ class HyperNetwork(nn.Module):
                   f"per-example weights at B={batch_size}: "
                   f"{batch_size * self.num_generated * itemsize / 2**20:,.3f} MiB"]
         return "\n".join(lines)
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
-
-
-def _shares_storage(state: dict, name: str) -> bool:
-    """Whether ``state[name]`` shares its storage with another entry (a tie, which safetensors stores once)."""
-    ptr = state[name].untyped_storage().data_ptr()
-    return any(k != name and t.untyped_storage().data_ptr() == ptr for k, t in state.items())

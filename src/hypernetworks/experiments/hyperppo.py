@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .. import encoders
-from ..methods.rl import ArchPolicy, ArchValue, Plain, PPOConfig, arch_space, evaluate_archs, num_params, train_ppo
+from ..methods.rl import ArchPolicy, ArchValue, Plain, PPOConfig, arch_space, evaluate_archs, fit_ppo, num_params
 from . import _claims
 from ._common import pyplot, run_jobs, save
 
@@ -36,13 +36,13 @@ def one_run(job) -> dict:
     archs = arch_space()
     ppo = PPOConfig(num_envs=len(archs), lr=cfg["lr"])
     if kind == "hyperppo":
-        policy = ArchPolicy(4, 2, archs, seed=seed)
+        policy = ArchPolicy(in_dim=4, out_dim=2, archs=archs, seed=seed)
         value, ids = ArchValue(policy), torch.arange(len(archs))
     else:
         policy = Plain(encoders.mlp([4, 64, 64, 2], nn.Tanh, last_activation=False))
         value, ids = Plain(encoders.mlp([4, 64, 64, 1], nn.Tanh, last_activation=False)), torch.zeros(len(archs))
     start = time.perf_counter()
-    curve = train_ppo(policy, value, ENV, cfg["steps"], arch_of_env=ids.long(), config=ppo, seed=seed)
+    curve = fit_ppo(policy, value, ENV, cfg["steps"], arch_of_env=ids.long(), config=ppo, seed=seed)
     evaluated = torch.arange(len(archs)) if kind == "hyperppo" else torch.zeros(1, dtype=torch.long)
     returns = evaluate_archs(policy, ENV, evaluated, cfg["eval_episodes"], seed=10_000 + seed).tolist()
     return {"kind": kind, "seed": seed, "curve": curve, "returns": returns, "wall_s": time.perf_counter() - start,

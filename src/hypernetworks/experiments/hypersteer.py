@@ -198,8 +198,8 @@ def _run(job) -> dict:
     cat = {c: i for i, c in enumerate(TOPICS)}
     seen, held = [cat[c] for c in SEEN], [cat[c] for c in HELD_OUT]
     start = time.time()
-    steerer = hypersteer(lm, name, SteerConfig(cond_features=prompts.shape[1], width=cfg["width"], seed=seed),
-                         calibration=prompts[seen])
+    steerer = hypersteer(lm, SteerConfig(module=f"blocks.{LAYER}", cond_features=prompts.shape[1],
+                                         width=cfg["width"], seed=seed), calibration=prompts[seen])
     opt = torch.optim.Adam([p for p in steerer.parameters() if p.requires_grad], lr=1e-3)
     for seqs, k in _batches(data, seen, cfg["steer_steps"], cfg["batch"], seed):
         loss = nll(steerer(seqs[:, :-1], cond=prompts[torch.tensor(seen)[k]]), seqs).mean()

@@ -50,7 +50,9 @@ def _train_few_shot(method: str, steps: int, seed: int, train: torch.Tensor):
     gen = torch.Generator().manual_seed(seed)
     grid = coordinate_grid(SIDE, SIDE)
     inr = siren(2, WIDTH, DEPTH, 1)
-    model = None if method in ("universal", "maml") else hyperplanes(inr, 3, K, full=method == "full")
+    model = None
+    if method not in ("universal", "maml"):
+        model = hyperplanes(inr, in_features=3, set_size=K, full=method == "full")
     params = [p for p in (model or inr).parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=1e-4 if method == "full" else 1e-3, fused=True)
     for _ in range(steps):
@@ -116,7 +118,7 @@ def rate_distortion(job) -> list[dict]:
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     target, grid = _photo(photo, side), coordinate_grid(side, side)
-    model = DOH(siren(2, DOH_TARGET_WIDTH, 3, 1), size, seed=seed) if kind == "doh" else siren(2, size, 3, 1)
+    model = DOH(siren(2, DOH_TARGET_WIDTH, 3, 1), latent_dim=size, seed=seed) if kind == "doh" else siren(2, size, 3, 1)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=1e-2 if kind == "doh" else 1e-3, fused=True)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)

@@ -184,7 +184,7 @@ def study(job) -> list[dict]:
         for aggregation, hyper in VARIANTS:
             gen = torch.Generator().manual_seed(cfg["seed"] * 1000 + n)
             t0 = time.perf_counter()
-            editor = MALMEN.for_model(task["head"], list(LAYERS), aggregation=aggregation, rank=RANK, lr=ETA0,
+            editor = MALMEN(task["head"], layers=list(LAYERS), aggregation=aggregation, rank=RANK, lr=ETA0,
                                       blocks=BLOCKS if hyper == "meta-trained" else 0, seed=cfg["seed"])
             steps = cfg["meta_steps"][n] // (2 if hyper == "identity" else 1)  # η and λ alone settle fast
             final = _meta_train(editor, task, n, steps, gen)

@@ -132,7 +132,7 @@ def train_run(task, variant: str, optimizer: str, seed: int, steps: int, batch_s
     """Train one γ-conditioned model; γ ~ U(0, 1) is drawn per batch (one weight set per batch)."""
     torch.manual_seed(seed)
     encoding, residual = VARIANTS[variant]
-    model = methods.mip.hypernetwork(task.target(), encoding=encoding, residual=residual, seed=seed)
+    model = methods.create("mip", task.target(), encoding=encoding, residual=residual, seed=seed)
     init_norms = [theta_norm(model, g) for g in INIT_GAMMAS]
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(optimizer, params)

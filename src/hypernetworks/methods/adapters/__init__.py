@@ -23,6 +23,6 @@ __all__ = ["AdapterConfig", "GeneratedAdapters", "Layerwise", "Steer", "SteerCon
            "export_peft", "hyperformer", "hypersteer", "lora_spec", "mean_difference", "module_layout", "norm_spec",
            "text_to_lora"]
 
-register_method("hyperformer", hyperformer)
-register_method("text_to_lora", text_to_lora)
-register_method("hypersteer", hypersteer)
+register_method("hyperformer", hyperformer, AdapterConfig)
+register_method("text_to_lora", text_to_lora, AdapterConfig)
+register_method("hypersteer", hypersteer, SteerConfig)

@@ -50,6 +50,7 @@ class AdapterConfig(DictConfig):
 class SteerConfig(DictConfig):
     """HyperSteer: a prompt embedding -> a steering vector added to one layer's residual stream."""
 
+    module: str = ""  # the block whose output is steered (a submodule name, e.g. "blocks.1")
     cond_features: int = 384  # width of the steering prompt's sentence embedding
     width: int = 128  # d: width of the residual stream that is steered
     hidden: tuple[int, ...] = (256, 256)  # hidden widths of the generator MLP

@@ -18,6 +18,7 @@ from ... import encoders
 from ...functional import functional_call
 from ...hypernet import HyperNetwork
 from ...spec import NoMatchingParamsError, ParamSpec
+from .._pretrained import Pretrained
 from .config import AdapterConfig
 from .generator import Layerwise
 
@@ -51,26 +52,38 @@ def norm_spec(target: nn.Module, norm_modules) -> ParamSpec:
     return spec.subset(norms)
 
 
-class GeneratedAdapters(nn.Module):
+class GeneratedAdapters(Pretrained, nn.Module):
     """A frozen ``target`` run with LoRA factors (and LayerNorm shifts) generated from a condition.
 
     Every parameter of ``target`` is frozen; only the encoder and the generator heads train. Both
     start at zero delta: at step 0 the model computes exactly what ``target`` computes.
+    ``save_pretrained`` stores the encoder and heads only; ``from_pretrained(folder, target)`` takes
+    the frozen model from ``target``.
 
     Args:
         target: any module (a ``transformers`` model, or plain PyTorch).
-        config: what to adapt and how the generator is sized.
+        config: what to adapt and how the generator is sized; keyword ``options`` replace its fields.
         calibration: typical conditions ``(n, *cond_shape)`` that calibrate the init of A (default:
             the encoder's own draw; pass real text embeddings when the condition is text).
 
     Example:
-        >>> model = text_to_lora(bert, AdapterConfig(cond_features=384, target_modules=["query", "value"]))
-        >>> out = model(input_ids, text_emb, attention_mask=mask)  # text_emb (B, 384): one adapter per example
+        >>> target = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+        >>> model = GeneratedAdapters(target, cond_features=6, target_modules=["0", "2"], rank=2)
+        >>> x, text_emb = torch.randn(5, 8), torch.randn(5, 6)  # one text embedding per example
+        >>> torch.equal(model(x, cond=text_emb), target(x))  # zero delta at the start
+        True
+        >>> lora = model.generate(text_emb)["lora"]  # {name: LoRA(A (B, r, I), B (B, O, r))}
+        >>> tuple(lora["0.weight"].A.shape), tuple(lora["0.weight"].B.shape)
+        ((5, 2, 8), (5, 16, 2))
     """
 
-    def __init__(self, target: nn.Module, config: AdapterConfig, *, calibration: torch.Tensor | None = None):
+    CONFIG = AdapterConfig
+    NOT_SAVED = ("lora.target.",)  # the frozen model: from_pretrained takes it from its target
+
+    def __init__(self, target: nn.Module, config: AdapterConfig | None = None, *,
+                 calibration: torch.Tensor | None = None, **options):
         super().__init__()
-        self.config = config
+        self.config = config = AdapterConfig.build(config, **options)
         if config.num_tasks is not None:
             encoder = encoders.Embedding(config.num_tasks, config.cond_dim)
         else:
@@ -120,16 +133,34 @@ class GeneratedAdapters(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
 
-def hyperformer(target: nn.Module, config: AdapterConfig, **kwargs) -> GeneratedAdapters:
+def hyperformer(target: nn.Module, config: AdapterConfig | None = None, *,
+                calibration: torch.Tensor | None = None, **options) -> GeneratedAdapters:
     """HyperFormer-style: a learned task embedding -> LoRA factors and (with ``norm_modules``)
-    conditional LayerNorm; the condition is a task id."""
+    conditional LayerNorm; the condition is a task id.
+
+    Example:
+        >>> target = nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16), nn.Linear(16, 2))
+        >>> model = hyperformer(target, num_tasks=3, target_modules=["0", "2"], norm_modules=["1"])
+        >>> model(torch.randn(4, 8), cond=torch.tensor([0, 2, 1, 0])).shape  # one task id per example
+        torch.Size([4, 2])
+    """
+    config = AdapterConfig.build(config, **options)
     if config.num_tasks is None:
         raise ValueError("hyperformer: config.num_tasks must be set (the condition is a task id).")
-    return GeneratedAdapters(target, config, **kwargs)
+    return GeneratedAdapters(target, config, calibration=calibration)
 
 
-def text_to_lora(target: nn.Module, config: AdapterConfig, **kwargs) -> GeneratedAdapters:
-    """Text-to-LoRA-style: a sentence embedding of a task description -> LoRA factors."""
+def text_to_lora(target: nn.Module, config: AdapterConfig | None = None, *,
+                 calibration: torch.Tensor | None = None, **options) -> GeneratedAdapters:
+    """Text-to-LoRA-style: a sentence embedding of a task description -> LoRA factors.
+
+    Example:
+        >>> target = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+        >>> model = text_to_lora(target, cond_features=6, target_modules=["0", "2"])
+        >>> model(torch.randn(4, 8), cond=torch.randn(6)).shape  # one description for the whole batch
+        torch.Size([4, 2])
+    """
+    config = AdapterConfig.build(config, **options)
     if config.cond_features is None:
         raise ValueError("text_to_lora: config.cond_features must be set (the width of the text embedding).")
-    return GeneratedAdapters(target, config, **kwargs)
+    return GeneratedAdapters(target, config, calibration=calibration)

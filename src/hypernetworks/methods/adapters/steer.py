@@ -63,21 +63,33 @@ def add_steering(model: nn.Module, module_name: str, width: int) -> str:
     return f"{module_name}.steer.shift"
 
 
-def hypersteer(model: nn.Module, steer_name: str, config: SteerConfig, *,
-               calibration: torch.Tensor | None = None) -> HyperNetwork:
-    """A hypernetwork: prompt embedding (F,) -> steering vector (d,) at ``steer_name`` of a frozen model.
+def hypersteer(model: nn.Module, config: SteerConfig | None = None, *, calibration: torch.Tensor | None = None,
+               **options) -> HyperNetwork:
+    """A hypernetwork: prompt embedding (F,) -> steering vector (d,) after ``config.module`` of a frozen model.
 
     Args:
-        model: the model, with a steering point (``add_steering``); all its parameters are frozen.
-        steer_name: the ``Steer`` tensor to generate (``add_steering``'s return value).
-        config: sizes of the generator.
+        model: the model; all its parameters are frozen. ``config.module`` gets a steering point
+            (``add_steering``, in place) unless it has one already.
+        config: which block is steered, and the sizes of the generator; keyword ``options`` replace its fields.
         calibration: typical prompt embeddings (n, F) for the init (default: random unit vectors).
 
     Example:
-        >>> name = add_steering(lm, "blocks.1", width=96)
-        >>> steerer = hypersteer(lm, name, SteerConfig(cond_features=384, width=96))
-        >>> logits = steerer(tokens, cond=prompt_emb)  # prompt_emb (B, 384): one vector per sequence
+        >>> lm = nn.Sequential(nn.Embedding(20, 16), nn.Linear(16, 16), nn.Linear(16, 20))  # a toy language model
+        >>> steerer = hypersteer(lm, module="1", cond_features=8, width=16)
+        >>> tokens, prompt_emb = torch.randint(0, 20, (3, 5)), torch.randn(3, 8)
+        >>> steerer(tokens, cond=prompt_emb).shape  # one steering vector per sequence
+        torch.Size([3, 5, 20])
+        >>> steerer.generate(prompt_emb)["1.steer.shift"].shape
+        torch.Size([3, 16])
     """
+    config = SteerConfig.build(config, **options)
+    if not config.module:
+        raise ValueError("hypersteer: config.module must name the block whose output is steered, e.g. 'blocks.1'.")
+    try:
+        steered = isinstance(model.get_submodule(config.module), Steered)
+    except AttributeError:
+        steered = False  # add_steering names the missing module
+    steer_name = f"{config.module}.steer.shift" if steered else add_steering(model, config.module, config.width)
     spec = ParamSpec.from_module(model, include=steer_name)
     if spec.names != [steer_name] or spec[steer_name].shape != (config.width,):
         raise ValueError(f"hypersteer: '{steer_name}' should be one steering vector of shape ({config.width},), "

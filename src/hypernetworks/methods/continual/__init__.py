@@ -7,6 +7,6 @@ from .baselines import RegularizedCL as RegularizedCL
 from .config import HyperCLConfig as HyperCLConfig
 from .hypercl import HyperCL as HyperCL
 
-register_method("continual", HyperCL)
+register_method("continual", HyperCL, HyperCLConfig)
 
 __all__ = ["HyperCL", "HyperCLConfig", "MultiHead", "RegularizedCL"]

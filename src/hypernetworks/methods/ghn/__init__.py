@@ -53,4 +53,4 @@ __all__ = ["CHECKPOINT", "GHN", "OP_TYPES", "SMASH", "ArchPool", "GHNConfig", "G
            "PredictReport", "TrainConfig", "build_graph", "load_checkpoint", "load_pretrained", "predict",
            "predict_state_dict", "recompute_bn_stats", "sample_genotype", "save_checkpoint", "train_ghn"]
 
-register_method("ghn2", GHN)
+register_method("ghn2", GHN, GHNConfig, takes_target=False)

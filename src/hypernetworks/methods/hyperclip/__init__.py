@@ -11,7 +11,7 @@ from .model import siglip_loss as siglip_loss
 from .text import minilm_embeddings as minilm_embeddings
 from .text import prompts as prompts
 
-register_method("hyperclip", HyperCLIP)
+register_method("hyperclip", HyperCLIP, HyperCLIPConfig, takes_target=False)
 
 __all__ = ["HyperCLIP", "HyperCLIPConfig", "TextSet", "ZeroShotClassifier", "image_encoder", "minilm_embeddings",
            "pad_set", "prompts", "siglip_loss"]

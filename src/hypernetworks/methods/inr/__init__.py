@@ -5,6 +5,8 @@ from .. import register_method
 from .adapt import SetEncoder as SetEncoder
 from .adapt import adapt_sgd as adapt_sgd
 from .adapt import hyperplanes as hyperplanes
+from .config import DOHConfig as DOHConfig
+from .config import HyperPlanesConfig as HyperPlanesConfig
 from .doh import DOH as DOH
 from .doh import quantize as quantize
 from .doh import quantized_bits as quantized_bits
@@ -16,7 +18,8 @@ from .siren import psnr as psnr
 from .siren import siren as siren
 from .siren import ssim as ssim
 
-__all__ = ["DOH", "FourierFeatures", "SetEncoder", "Sine", "adapt_sgd", "coordinate_grid", "fourier_mlp",
-           "hyperplanes", "psnr", "quantize", "quantized_bits", "siren", "ssim"]
+__all__ = ["DOH", "DOHConfig", "FourierFeatures", "HyperPlanesConfig", "SetEncoder", "Sine", "adapt_sgd",
+           "coordinate_grid", "fourier_mlp", "hyperplanes", "psnr", "quantize", "quantized_bits", "siren", "ssim"]
 
-register_method("doh", DOH)
+register_method("doh", DOH, DOHConfig)
+register_method("hyperplanes", hyperplanes, HyperPlanesConfig)

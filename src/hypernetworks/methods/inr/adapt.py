@@ -16,6 +16,7 @@ from ...encoders import Encoder, mlp
 from ...functional import functional_call
 from ...heads import Full
 from ...hypernet import HyperNetwork
+from .config import HyperPlanesConfig
 
 
 class SetEncoder(Encoder):
@@ -32,12 +33,27 @@ class SetEncoder(Encoder):
         return self.rho(self.phi(observations).mean(-2))  # (..., K, F) -> (..., dim)
 
 
-def hyperplanes(inr: nn.Module, in_features: int, set_size: int, dim: int = 64, hidden: tuple[int, ...] = (128,),
-                full: bool = False) -> HyperNetwork:
+def hyperplanes(inr: nn.Module, config: HyperPlanesConfig | None = None, **options) -> HyperNetwork:
     """A hypernetwork from ``set_size`` observations (coordinate ++ value, ``in_features`` each) to the
-    weights of ``inr``: Δθ added to the trained shared θ (starting at exactly θ), or all weights."""
-    return HyperNetwork(inr, encoder=SetEncoder(in_features, set_size, dim), head=Full(hidden=hidden, bias=full),
-                        mode="absolute" if full else "residual", init="default_match" if full else "zero_delta")
+    weights of ``inr``: Δθ added to the trained shared θ (starting at exactly θ), or all weights.
+
+    Args:
+        inr: the shared INR.
+        config: a ``HyperPlanesConfig``; keyword ``options`` replace its fields.
+
+    Example:
+        >>> from hypernetworks.methods.inr import siren
+        >>> inr = siren(2, 16, 2, 1)
+        >>> hnet = hyperplanes(inr, in_features=3, set_size=20, dim=16)
+        >>> coords = torch.rand(4, 20, 2)  # 4 signals, 20 observed coordinates each
+        >>> obs = torch.cat([coords, torch.rand(4, 20, 1)], -1)  # (B, K, coordinate ++ value)
+        >>> torch.allclose(hnet(coords, cond=obs), inr(coords), atol=1e-6)  # Δθ = 0 at the start
+        True
+    """
+    c = HyperPlanesConfig.build(config, **options)
+    return HyperNetwork(inr, encoder=SetEncoder(c.in_features, c.set_size, c.dim),
+                        head=Full(hidden=c.hidden, bias=c.full), mode="absolute" if c.full else "residual",
+                        init="default_match" if c.full else "zero_delta", seed=c.seed)
 
 
 def adapt_sgd(inr: nn.Module, coords: torch.Tensor, values: torch.Tensor, steps: int, lr: float,

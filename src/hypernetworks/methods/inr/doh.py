@@ -18,6 +18,8 @@ from torch import nn
 
 from ...functional import functional_call
 from ...spec import ParamSpec
+from .._pretrained import Pretrained
+from .config import DOHConfig
 
 
 def quantize(t: torch.Tensor, bits: int) -> tuple[torch.Tensor, int]:
@@ -42,21 +44,30 @@ def quantized_bits(module: nn.Module, bits: int) -> tuple[dict[str, torch.Tensor
     return out, total
 
 
-class DOH(nn.Module):
+class DOH(Pretrained, nn.Module):
     """An INR whose weights are ``s_l · (P_l z)``; ``forward(coords (N, in)) -> (N, out)``.
 
     Args:
         target: the INR (e.g. ``siren(2, 32, 3, 1)``); its weights are not used, its biases are the
             initial values of the stored biases.
-        latent_dim: size of the trained code z.
-        seed: regenerates P (entries N(0, 1/latent_dim)); P is a non-persistent buffer.
+        config: a ``DOHConfig`` (``latent_dim``; ``seed`` regenerates P, entries N(0, 1/latent_dim), a
+            non-persistent buffer); keyword ``options`` replace its fields.
+
+    Example:
+        >>> from hypernetworks.methods.inr import siren, coordinate_grid
+        >>> doh = DOH(siren(2, 16, 2, 1), latent_dim=32)
+        >>> doh(coordinate_grid(8, 8)).shape  # (N, in) coordinates -> (N, out) values
+        torch.Size([64, 1])
+        >>> sorted(doh.generate())  # the INR's tensors, weights from P z
+        ['0.bias', '0.weight', '2.bias', '2.weight', '4.bias', '4.weight']
     """
 
-    def __init__(self, target: nn.Module, latent_dim: int, seed: int = 0):
+    CONFIG = DOHConfig
+
+    def __init__(self, target: nn.Module, config: DOHConfig | None = None, **options):
         super().__init__()
-        if latent_dim < 1:
-            raise ValueError(f"DOH: latent_dim must be >= 1, got {latent_dim}.")
-        self.target, self.latent_dim, self.seed = target, latent_dim, seed
+        self.config = config = DOHConfig.build(config, **options)
+        latent_dim, self.target = config.latent_dim, target
         own = dict(target.named_parameters())
         self.spec = ParamSpec.from_module(target, include=[n for n, p in own.items() if p.dim() >= 2])
         self.biases = nn.ParameterDict({n.replace(".", "_"): nn.Parameter(p.detach().clone())
@@ -65,7 +76,7 @@ class DOH(nn.Module):
         for p in target.parameters():
             p.requires_grad_(False)
         scale = torch.cat([torch.full((e.numel,), own[e.name].detach().std().item()) for e in self.spec])
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator().manual_seed(config.seed)
         proj = torch.randn(self.spec.numel, latent_dim, generator=gen) / math.sqrt(latent_dim)
         self.register_buffer("projection", proj * scale.unsqueeze(1), persistent=False)  # (P, latent)
         self.z = nn.Parameter(torch.randn(latent_dim, generator=gen))

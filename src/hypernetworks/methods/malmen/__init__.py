@@ -5,6 +5,6 @@ from .config import MALMENConfig as MALMENConfig
 from .editor import MALMEN as MALMEN
 from .net import ShiftNet as ShiftNet
 
-register_method("malmen", MALMEN.for_model)
+register_method("malmen", MALMEN, MALMENConfig)
 
 __all__ = ["MALMEN", "MALMENConfig", "ShiftNet"]

@@ -13,6 +13,7 @@ AGGREGATIONS = ("least_squares", "sum")
 class MALMENConfig(DictConfig):
     """Tan et al. (ICLR 2024): per-edit value shifts from a MEND-style hypernetwork, aggregated per layer."""
 
+    layers: tuple[str, ...] = ()  # names of the edited nn.Linear submodules of the model
     aggregation: str = "least_squares"  # "least_squares": S = (UᵀU + λI)⁻¹UᵀD; "sum": S = Σ_i ũ_i d̃_iᵀ (MEND)
     rank: int = 32  # width of the low-rank bottleneck in each hypernetwork block
     blocks: int = 2  # residual low-rank blocks; 0 makes the hypernetwork the identity (a plain gradient step)
@@ -22,6 +23,7 @@ class MALMENConfig(DictConfig):
     seed: int = 0  # seed of the hypernetwork's initialisation
 
     def __post_init__(self):
+        self.layers = tuple(self.layers)
         if self.aggregation not in AGGREGATIONS:
             raise ValueError(f"MALMENConfig: aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}.")
         if self.rank < 1 or self.blocks < 0 or self.chunk_size < 1:

@@ -20,13 +20,14 @@ so memory does not grow with the number of simultaneous edits N.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ...functional import functional_call
+from .._pretrained import Pretrained
 from .config import MALMENConfig
 from .net import ShiftNet
 
@@ -49,28 +50,42 @@ def _recorder(seen: dict, name: str):
     return hook
 
 
-class MALMEN(nn.Module):
-    """A meta-trainable editor for the ``Linear`` layers ``layers`` of a model.
+class MALMEN(Pretrained, nn.Module):
+    """A meta-trainable editor for the ``nn.Linear`` layers ``config.layers`` of ``model``.
+
+    Layers of one shape share a ``ShiftNet`` and are told apart by their layer id. The editor keeps
+    no reference to ``model``: it reads the layers' shapes here, and every call takes the model.
 
     Args:
-        layers: ``{module name: (in_features I, out_features O)}`` of the edited ``Linear`` layers;
-            layers of one shape share a ``ShiftNet`` and are told apart by their layer id.
-        config: a ``MALMENConfig``; keyword ``overrides`` replace its fields.
+        model: the model to edit.
+        config: a ``MALMENConfig``; keyword ``options`` replace its fields.
 
     Example:
-        >>> editor = MALMEN.for_model(model, ["0", "2"], aggregation="least_squares")
-        >>> cache = editor.cache(model, x_edit, y_new)          # keys and value gradients
-        >>> editor.observe(cache)                                # statistics for the normaliser and η
-        >>> shifts = editor.shifts(cache)                        # {layer: S (I, O)}
-        >>> logits = editor.edited(model, shifts, x)            # the post-edit model, model unchanged
+        >>> model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4)).eval()
+        >>> editor = MALMEN(model, layers=["0", "2"], aggregation="least_squares")
+        >>> x_edit, y_new = torch.randn(6, 8), torch.randint(0, 4, (6,))
+        >>> cache = editor.cache(model, x_edit, y_new)  # {layer: (keys U, value gradients Δ)}
+        >>> editor.observe(cache)  # statistics for the normaliser and η
+        >>> shifts = editor.shifts(cache)  # {layer: S (I, O)}
+        >>> shifts["2"].shape
+        torch.Size([16, 4])
+        >>> editor.edited(model, shifts, x_edit).shape  # the post-edit model's outputs, model unchanged
+        torch.Size([6, 4])
     """
 
-    def __init__(self, layers: dict[str, tuple[int, int]], config: MALMENConfig | None = None, **overrides):
+    CONFIG = MALMENConfig
+
+    def __init__(self, model: nn.Module, config: MALMENConfig | None = None, **options):
         super().__init__()
-        if not layers:
-            raise ValueError("MALMEN: expected at least one layer to edit, got none.")
-        self.config = MALMENConfig.from_dict({**(config or MALMENConfig()).to_dict(), **overrides})
-        self.layers = dict(layers)
+        self.config = MALMENConfig.build(config, **options)
+        if not self.config.layers:
+            raise ValueError("MALMEN: config.layers names no layer to edit; give the nn.Linear submodules' names.")
+        self.layers = {}  # {name: (in_features I, out_features O)}
+        for name in self.config.layers:
+            module = model.get_submodule(name)
+            if not isinstance(module, nn.Linear):
+                raise TypeError(f"MALMEN: '{name}' must be an nn.Linear, got {type(module).__name__}.")
+            self.layers[name] = (module.in_features, module.out_features)
         groups: dict[str, list[str]] = {}
         for name, (i, o) in self.layers.items():
             groups.setdefault(f"{i}x{o}", []).append(name)
@@ -80,20 +95,8 @@ class MALMEN(nn.Module):
             self.nets = nn.ModuleDict({
                 key: ShiftNet(*self.layers[names[0]], len(names), self.config.rank, self.config.blocks)
                 for key, names in groups.items()})
-        self.log_lr = nn.Parameter(torch.full((len(layers),), math.log(self.config.lr)))
-        self.log_reg = nn.Parameter(torch.full((len(layers),), math.log(self.config.reg)))
-
-    @classmethod
-    def for_model(cls, model: nn.Module, layers: Sequence[str], config: MALMENConfig | None = None,
-                  **overrides) -> MALMEN:
-        """An editor for the named ``nn.Linear`` submodules of ``model``."""
-        shapes = {}
-        for name in layers:
-            module = model.get_submodule(name)
-            if not isinstance(module, nn.Linear):
-                raise TypeError(f"MALMEN: '{name}' must be an nn.Linear, got {type(module).__name__}.")
-            shapes[name] = (module.in_features, module.out_features)
-        return cls(shapes, config, **overrides)
+        self.log_lr = nn.Parameter(torch.full((len(self.layers),), math.log(self.config.lr)))
+        self.log_reg = nn.Parameter(torch.full((len(self.layers),), math.log(self.config.reg)))
 
     def _chunks(self, n: int):
         return (slice(s, s + self.config.chunk_size) for s in range(0, n, self.config.chunk_size))

@@ -4,6 +4,6 @@ from .. import register_method
 from .config import MIPConfig as MIPConfig
 from .generator import hypernetwork as hypernetwork
 
-register_method("mip", hypernetwork)
+register_method("mip", hypernetwork, MIPConfig)
 
 __all__ = ["MIPConfig", "hypernetwork"]

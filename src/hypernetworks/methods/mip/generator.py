@@ -18,21 +18,29 @@ from ...spec import ParamSpec
 from .config import MIPConfig
 
 
-def hypernetwork(target: nn.Module, spec: ParamSpec | None = None, config: MIPConfig | None = None,
-                 **overrides) -> HyperNetwork:
-    """A γ-conditioned hypernetwork that generates ``spec`` (default: all) of ``target``.
+def hypernetwork(target: nn.Module, config: MIPConfig | None = None, *, spec: ParamSpec | None = None,
+                 **options) -> HyperNetwork:
+    """A γ-conditioned MIP hypernetwork that generates ``spec`` (default: all) of ``target``.
 
     Args:
         target: the network whose tensors depend on γ.
+        config: a ``MIPConfig``; keyword ``options`` replace its fields.
         spec: which tensors (default: every parameter).
-        config: a ``MIPConfig``; keyword ``overrides`` replace its fields.
 
     Returns:
         ``HyperNetwork``; call it as ``hnet(x, cond=gamma)`` with ``gamma`` (d,) or (B, d) in [0, 1].
         ``residual=True`` starts exactly at θ0 (``zero_delta``); ``residual=False`` starts with
         the variance of the target's own init (``default_match``).
+
+    Example:
+        >>> target = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+        >>> hnet = hypernetwork(target, MIPConfig(hidden=(32,)))  # or methods.create("mip", target, hidden=(32,))
+        >>> hnet(torch.randn(4, 6), cond=torch.rand(4, 1)).shape  # one γ per example
+        torch.Size([4, 3])
+        >>> type(hnet.materialize(torch.tensor([0.5])))  # the target with the weights of γ = 0.5
+        <class 'torch.nn.modules.container.Sequential'>
     """
-    config = MIPConfig.from_dict({**(config or MIPConfig()).to_dict(), **overrides})
+    config = MIPConfig.build(config, **options)
     return HyperNetwork(
         target, spec,
         encoder=Scalars(config.num_scalars, encoding=config.encoding),

@@ -4,8 +4,8 @@
   Blocks with Hypernetworks", ICML 2021): ``HyperCritic`` Q(s, a) = f_{θ(s)}(a), ``HyperActor``
   π(s; c) = f_{θ(c)}(s), and compact ``TD3`` / ``SAC`` that take either them or the MLPs.
 * HyperPPO (Hegde et al., "HyperPPO: A scalable method for finding small policies for robotic
-  control", ICRA 2024): ``ArchPolicy``, PPO whose policies for many small MLP architectures come
-  from one architecture-conditioned hypernetwork.
+  control", ICRA 2024): ``ArchPolicy``, PPO (``fit_ppo``) whose policies for many small MLP
+  architectures come from one architecture-conditioned hypernetwork.
 * ModuMorph (Xiong, Beck, Whiteson, "Universal Morphology Control via Contextual Modulation", ICML
   2023): ``ModuMorph`` generates per-limb embeddings and decoders from morphology context;
   ``ConcatContext`` is the shared-controller baseline; ``Chain`` / ``lqr_gain`` / ``rollout`` build
@@ -18,14 +18,16 @@ from .. import register_method
 from .agents import SAC as SAC
 from .agents import TD3 as TD3
 from .agents import ReplayBuffer as ReplayBuffer
+from .config import HyperPPOConfig as HyperPPOConfig
+from .config import ModuMorphConfig as ModuMorphConfig
 from .config import NetConfig as NetConfig
 from .config import PPOConfig as PPOConfig
 from .config import SACConfig as SACConfig
 from .config import TD3Config as TD3Config
+from .config import arch_space as arch_space
 from .hyperppo import ArchPolicy as ArchPolicy
 from .hyperppo import ArchValue as ArchValue
 from .hyperppo import MaskedMLP as MaskedMLP
-from .hyperppo import arch_space as arch_space
 from .hyperppo import num_params as num_params
 from .loop import Scaled as Scaled
 from .loop import collect_states as collect_states
@@ -46,16 +48,15 @@ from .nets import build_actor as build_actor
 from .nets import build_critic as build_critic
 from .ppo import Plain as Plain
 from .ppo import evaluate_archs as evaluate_archs
-from .ppo import train_ppo as train_ppo
+from .ppo import fit_ppo as fit_ppo
 
-register_method("hyper_critic", HyperCritic)
-register_method("hyper_actor", HyperActor)
-register_method("hyperppo", ArchPolicy)
-register_method("modumorph", ModuMorph)
+register_method("hyperppo", ArchPolicy, HyperPPOConfig, takes_target=False)
+register_method("modumorph", ModuMorph, ModuMorphConfig, takes_target=False)
 
 __all__ = [
-    "SAC", "TD3", "ArchPolicy", "ArchValue", "Chain", "ConcatContext", "HyperActor", "HyperCritic", "MLPActor",
-    "MLPCritic", "MaskedMLP", "ModuMorph", "NetConfig", "PPOConfig", "Plain", "ReplayBuffer", "SACConfig", "Scaled",
-    "TD3Config", "arch_space", "build_actor", "build_critic", "collect_states", "evaluate", "evaluate_archs",
-    "gradient_probe", "lqr_gain", "num_params", "random_chain", "rollout", "train", "train_ppo",
+    "SAC", "TD3", "ArchPolicy", "ArchValue", "Chain", "ConcatContext", "HyperActor", "HyperCritic", "HyperPPOConfig",
+    "MLPActor", "MLPCritic", "MaskedMLP", "ModuMorph", "ModuMorphConfig", "NetConfig", "PPOConfig", "Plain",
+    "ReplayBuffer", "SACConfig", "Scaled", "TD3Config", "arch_space", "build_actor", "build_critic", "collect_states",
+    "evaluate", "evaluate_archs", "fit_ppo", "gradient_probe", "lqr_gain", "num_params", "random_chain", "rollout",
+    "train",
 ]

@@ -1,8 +1,9 @@
-"""Configurations of the RL networks and agents (hyper critic / actor, TD3, SAC, HyperPPO)."""
+"""Configurations of the RL networks and agents (hyper critic / actor, TD3, SAC, HyperPPO, ModuMorph)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import product
 
 from .._config import DictConfig
 
@@ -94,3 +95,46 @@ class PPOConfig(DictConfig):
         if (self.num_envs * self.num_steps) % self.minibatches:
             raise ValueError(f"PPOConfig: num_envs * num_steps ({self.num_envs * self.num_steps}) must be "
                              f"divisible by minibatches ({self.minibatches}).")
+
+
+def arch_space(widths: tuple[int, ...] = (2, 4, 8, 16), max_depth: int = 2) -> list[tuple[int, ...]]:
+    """Every MLP with 1..``max_depth`` hidden layers whose widths are drawn from ``widths``."""
+    return [arch for depth in range(1, max_depth + 1) for arch in product(widths, repeat=depth)]
+
+
+@dataclass
+class HyperPPOConfig(DictConfig):
+    """HyperPPO's architecture-conditioned policy (Hegde et al., ICRA 2024): one hypernetwork, many MLPs."""
+
+    in_dim: int = 4  # observation size I
+    out_dim: int = 2  # outputs O (logits of a discrete policy)
+    archs: tuple[tuple[int, ...], ...] = field(default_factory=lambda: tuple(arch_space()))  # hidden widths, by id
+    embed_dim: int = 32  # size E of the architecture embedding
+    hidden: tuple[int, ...] = (64,)  # hidden widths of the encoder and of the head
+    seed: int = 0  # seed of the initialisation's calibration draw
+
+    def __post_init__(self):
+        self.archs, self.hidden = tuple(tuple(a) for a in self.archs), tuple(self.hidden)
+        if min(self.in_dim, self.out_dim, self.embed_dim, *self.hidden) < 1:
+            raise ValueError(f"HyperPPOConfig: sizes must be >= 1, got in_dim={self.in_dim}, out_dim={self.out_dim}, "
+                             f"embed_dim={self.embed_dim}, hidden={self.hidden}.")
+
+
+@dataclass
+class ModuMorphConfig(DictConfig):
+    """ModuMorph (Xiong et al., ICML 2023): per-limb embedding and decoder generated from the limb's context."""
+
+    obs_dim: int = 2  # per-limb observation size
+    ctx_dim: int = 4  # per-limb context size
+    d_model: int = 32  # token width D
+    layers: int = 1  # transformer layers
+    heads: int = 2  # attention heads
+    embed_dim: int = 16  # size E of the context embedding of each hypernetwork
+    hidden: tuple[int, ...] = (32,)  # hidden widths of the context encoders
+    seed: int = 0  # seed of the hypernetworks' initialisation calibration draw
+
+    def __post_init__(self):
+        self.hidden = tuple(self.hidden)
+        sizes = (self.obs_dim, self.ctx_dim, self.d_model, self.layers, self.heads, self.embed_dim, *self.hidden)
+        if min(sizes) < 1 or self.d_model % self.heads:
+            raise ValueError(f"ModuMorphConfig: sizes must be >= 1 and d_model divisible by heads, got {self}.")

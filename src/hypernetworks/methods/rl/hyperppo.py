@@ -5,7 +5,7 @@ One hypernetwork maps an encoding of a small MLP architecture (hidden widths, de
 network's weights, so a single PPO run trains policies for many architectures at once. Here every
 architecture is a sub-network of a largest MLP: widths w_l mask the first w_l units of hidden
 layer l, and a depth-1 network skips the second hidden layer, so the masked call computes exactly
-the small network (``ArchPolicy.extract`` returns it as a plain ``nn.Sequential`` of its true size).
+the small network (``ArchPolicy.materialize`` returns it as a plain ``nn.Sequential`` of its true size).
 The architecture encoder here is an MLP over [log2 w_1, log2 w_2, depth]; Hegde et al. use a graph
 hypernetwork (GHN) over the computation graph.
 """
@@ -13,7 +13,6 @@ hypernetwork (GHN) over the computation graph.
 from __future__ import annotations
 
 import math
-from itertools import product
 
 import torch
 from torch import nn
@@ -21,11 +20,8 @@ from torch import nn
 from ... import encoders, heads
 from ...functional import functional_call
 from ...hypernet import HyperNetwork
-
-
-def arch_space(widths: tuple[int, ...] = (2, 4, 8, 16), max_depth: int = 2) -> list[tuple[int, ...]]:
-    """Every MLP with 1..``max_depth`` hidden layers whose widths are drawn from ``widths``."""
-    return [arch for depth in range(1, max_depth + 1) for arch in product(widths, repeat=depth)]
+from .._pretrained import Pretrained
+from .config import HyperPPOConfig
 
 
 def num_params(arch: tuple[int, ...], in_dim: int, out_dim: int) -> int:
@@ -52,30 +48,37 @@ class MaskedMLP(nn.Module):
         return self.out(last)
 
 
-class ArchPolicy(nn.Module):
-    """Weights of any architecture in ``archs`` from one hypernetwork: ``(obs (B, I), arch ids (B,))
+class ArchPolicy(Pretrained, nn.Module):
+    """Weights of any architecture in ``config.archs`` from one hypernetwork: ``(obs (B, I), arch ids (B,))
     -> outputs (B, O)``, one generated weight set per architecture, shared by its examples.
 
     Args:
-        in_dim: observation size I.
-        out_dim: outputs O (logits of a discrete policy).
-        archs: the architectures (tuples of hidden widths), indexed by id.
-        embed_dim: size E of the architecture embedding.
-        hidden: hidden widths of the encoder and of the head.
-        seed: seed of the initialisation's calibration draw.
+        config: a ``HyperPPOConfig`` (sizes, the architectures indexed by id); keyword ``options`` replace
+            its fields.
 
     Example:
-        >>> pi = ArchPolicy(4, 2, arch_space())
+        >>> pi = ArchPolicy(in_dim=4, out_dim=2)  # the 20 architectures of arch_space()
         >>> pi(torch.randn(3, 4), torch.tensor([0, 5, 19])).shape
         torch.Size([3, 2])
+        >>> pi.materialize(5)  # architecture 5, (2, 4), as a plain MLP of its true size
+        Sequential(
+          (0): Linear(in_features=4, out_features=2, bias=True)
+          (1): Tanh()
+          (2): Linear(in_features=2, out_features=4, bias=True)
+          (3): Tanh()
+          (4): Linear(in_features=4, out_features=2, bias=True)
+        )
     """
 
-    def __init__(self, in_dim: int, out_dim: int, archs: list[tuple[int, ...]], embed_dim: int = 32,
-                 hidden: tuple[int, ...] = (64,), seed: int = 0):
+    CONFIG, TAKES_TARGET = HyperPPOConfig, False
+
+    def __init__(self, config: HyperPPOConfig | None = None, **options):
         super().__init__()
+        self.config = config = HyperPPOConfig.build(config, **options)
+        archs, in_dim, out_dim = config.archs, config.in_dim, config.out_dim
         if not archs or any(not a or min(a) < 1 for a in archs):
             raise ValueError(f"ArchPolicy: need a non-empty list of architectures with widths >= 1, got {archs}.")
-        self.archs, self.in_dim = [tuple(a) for a in archs], in_dim
+        self.archs, self.in_dim = list(archs), in_dim
         self.width, self.depth = max(max(a) for a in archs), max(len(a) for a in archs)
         self.register_buffer("codes", torch.tensor([self._code(a) for a in self.archs]))  # (K, D + 1)
         masks = torch.zeros(len(archs), self.depth, self.width)
@@ -85,9 +88,9 @@ class ArchPolicy(nn.Module):
         self.register_buffer("masks", masks)  # (K, L, W)
         self.register_buffer("depths", torch.tensor([len(a) for a in self.archs]))  # (K,)
         target = MaskedMLP(in_dim, self.width, self.depth, out_dim)
-        self.hnet = HyperNetwork(target, encoder=encoders.MLP(self.depth + 1, embed_dim, hidden),
-                                 head=heads.Full(hidden=hidden), init="hyperfan_in",
-                                 calibration=self.codes, seed=seed)
+        self.hnet = HyperNetwork(target, encoder=encoders.MLP(self.depth + 1, config.embed_dim, config.hidden),
+                                 head=heads.Full(hidden=config.hidden), init="hyperfan_in",
+                                 calibration=self.codes, seed=config.seed)
 
     def _code(self, arch: tuple[int, ...]) -> list[float]:
         """[log2 w_1 / log2 W, ..., 0 for absent layers, depth / L]."""
@@ -107,7 +110,7 @@ class ArchPolicy(nn.Module):
                                spec=self.hnet.spec, per_example=True)
 
     @torch.no_grad()
-    def extract(self, k: int) -> nn.Sequential:
+    def materialize(self, k: int) -> nn.Sequential:
         """Architecture ``k`` as a plain MLP of its true size, with its generated weights."""
         arch, params = self.archs[k], {n: t[k] for n, t in self.hnet.generate(self.codes).items()}
         sizes, layers, prev = [self.in_dim, *arch], [], slice(None)

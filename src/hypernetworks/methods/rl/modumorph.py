@@ -17,6 +17,8 @@ from torch import nn
 
 from ... import encoders, heads
 from ...hypernet import HyperNetwork
+from .._pretrained import Pretrained
+from .config import ModuMorphConfig
 
 
 def _check(api: str, obs: torch.Tensor, ctx: torch.Tensor, pad: torch.Tensor, obs_dim: int, ctx_dim: int) -> None:
@@ -39,32 +41,34 @@ class _Body(nn.Module):
         return self.encoder(tokens, src_key_padding_mask=pad)
 
 
-class ModuMorph(nn.Module):
+class ModuMorph(Pretrained, nn.Module):
     """Per-limb input embedding and decoder generated from the limb's context.
 
     Args:
-        obs_dim: per-limb observation size.
-        ctx_dim: per-limb context size.
-        d_model: token width D.
-        layers: transformer layers.
-        heads_: attention heads.
-        embed_dim: size E of the context embedding of each hypernetwork.
-        hidden: hidden widths of the context encoders.
-        seed: seed of the hypernetworks' initialisation calibration draw.
+        config: a ``ModuMorphConfig``; keyword ``options`` replace its fields.
 
     Forward: ``obs (B, L, obs_dim), context (B, L, ctx_dim), pad (B, L) bool -> torques (B, L)``
     (zero on padded limbs).
+
+    Example:
+        >>> model = ModuMorph(obs_dim=2, ctx_dim=4)
+        >>> pad = torch.tensor([[False, False, True]])  # a 2-link chain padded to 3 limbs
+        >>> model(torch.randn(1, 3, 2), torch.randn(1, 3, 4), pad)[0, 2].item()
+        0.0
     """
 
-    def __init__(self, obs_dim: int = 2, ctx_dim: int = 4, d_model: int = 32, layers: int = 1, heads_: int = 2,
-                 embed_dim: int = 16, hidden: tuple[int, ...] = (32,), seed: int = 0):
+    CONFIG, TAKES_TARGET = ModuMorphConfig, False
+
+    def __init__(self, config: ModuMorphConfig | None = None, **options):
         super().__init__()
-        self.obs_dim, self.ctx_dim, self.d_model = obs_dim, ctx_dim, d_model
-        self.embed = HyperNetwork(nn.Linear(obs_dim, d_model), encoder=encoders.MLP(ctx_dim, embed_dim, hidden),
-                                  head=heads.Full(hidden=()), init="hyperfan_in", seed=seed)
-        self.body = _Body(d_model, layers, heads_)
-        self.decode = HyperNetwork(nn.Linear(d_model, 1), encoder=encoders.MLP(ctx_dim, embed_dim, hidden),
-                                   head=heads.Full(hidden=()), init="hyperfan_in", seed=seed + 1)
+        self.config = c = ModuMorphConfig.build(config, **options)
+        self.obs_dim, self.ctx_dim, self.d_model = c.obs_dim, c.ctx_dim, c.d_model
+        self.embed = HyperNetwork(nn.Linear(c.obs_dim, c.d_model),
+                                  encoder=encoders.MLP(c.ctx_dim, c.embed_dim, c.hidden),
+                                  head=heads.Full(hidden=()), init="hyperfan_in", seed=c.seed)
+        self.body = _Body(c.d_model, c.layers, c.heads)
+        self.decode = HyperNetwork(nn.Linear(c.d_model, 1), encoder=encoders.MLP(c.ctx_dim, c.embed_dim, c.hidden),
+                                   head=heads.Full(hidden=()), init="hyperfan_in", seed=c.seed + 1)
 
     def forward(self, obs: torch.Tensor, context: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         _check("ModuMorph", obs, context, pad, self.obs_dim, self.ctx_dim)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._fit import Bar, progress_bar
 from .config import PPOConfig
 
 
@@ -36,8 +37,8 @@ def _gae(rewards, values, next_values, terms, dones, valid, cfg: PPOConfig):
     return adv, adv + values
 
 
-def train_ppo(policy: nn.Module, value: nn.Module, env_id: str, total_steps: int, *, arch_of_env: torch.Tensor,
-              config: PPOConfig | None = None, seed: int = 0) -> dict:
+def fit_ppo(policy: nn.Module, value: nn.Module, env_id: str, total_steps: int, *, arch_of_env: torch.Tensor,
+            config: PPOConfig | None = None, seed: int = 0, progress: bool | Bar | None = None) -> dict:
     """Train ``policy (obs, arch) -> logits`` and ``value (obs, arch) -> (B, 1)`` with PPO.
 
     Args:
@@ -48,6 +49,7 @@ def train_ppo(policy: nn.Module, value: nn.Module, env_id: str, total_steps: int
         arch_of_env: ``(N,)`` architecture id of each sub-environment (N = ``config.num_envs``).
         config: ``PPOConfig``.
         seed: seeds the environments and the action sampling.
+        progress: ``True`` for a progress bar over the environment steps, or a bar to update (``update(n)``).
 
     Returns:
         ``{"steps": [...], "mean_return": [...]}``: mean return of the episodes finished in each
@@ -57,7 +59,7 @@ def train_ppo(policy: nn.Module, value: nn.Module, env_id: str, total_steps: int
 
     cfg = config or PPOConfig()
     if arch_of_env.shape != (cfg.num_envs,):
-        raise ValueError(f"train_ppo: arch_of_env should have shape ({cfg.num_envs},), got {tuple(arch_of_env.shape)}.")
+        raise ValueError(f"fit_ppo: arch_of_env should have shape ({cfg.num_envs},), got {tuple(arch_of_env.shape)}.")
     envs = gym.make_vec(env_id, num_envs=cfg.num_envs, vectorization_mode="vector_entry_point")
     gen = torch.Generator().manual_seed(seed)
     params = [p for m in (policy, value) for p in m.parameters() if p.requires_grad]
@@ -67,54 +69,57 @@ def train_ppo(policy: nn.Module, value: nn.Module, env_id: str, total_steps: int
     obs = torch.as_tensor(envs.reset(seed=seed)[0], dtype=torch.float32)
     prev_done = torch.zeros(N)
     ep_ret, curve = torch.zeros(N), {"steps": [], "mean_return": []}
-    for it in range(iterations):
-        opt.param_groups[0]["lr"] = cfg.lr * (1 - it / iterations)
-        buf = {k: [] for k in ("obs", "act", "logp", "rew", "next_obs", "term", "done", "valid")}
-        finished = []
-        for _ in range(T):
+    with progress_bar(progress, iterations * T * N, "PPO") as bar:
+        for it in range(iterations):
+            opt.param_groups[0]["lr"] = cfg.lr * (1 - it / iterations)
+            buf = {k: [] for k in ("obs", "act", "logp", "rew", "next_obs", "term", "done", "valid")}
+            finished = []
+            for _ in range(T):
+                with torch.no_grad():
+                    dist = torch.distributions.Categorical(logits=policy(obs, arch_of_env))
+                    probs = dist.probs
+                    act = torch.multinomial(probs, 1, generator=gen)[:, 0]
+                nxt, rew, term, trunc, _ = envs.step(act.numpy())
+                nxt = torch.as_tensor(nxt, dtype=torch.float32)
+                done = torch.as_tensor(term | trunc, dtype=torch.float32)
+                term = torch.as_tensor(term, dtype=torch.float32)
+                valid = 1 - prev_done  # a step right after a done is the autoreset: no transition
+                rew = torch.as_tensor(rew, dtype=torch.float32) * valid
+                ep_ret = ep_ret + rew
+                finished += ep_ret[done.bool()].tolist()
+                ep_ret = ep_ret * (1 - done)
+                for k, v in zip(buf, (obs, act, dist.log_prob(act), rew, nxt, term, done * valid, valid), strict=True):
+                    buf[k].append(v)
+                obs, prev_done = nxt, done
+            b = {k: torch.stack(v) for k, v in buf.items()}  # each (T, N, ...)
+            arch = arch_of_env.expand(T, N)
             with torch.no_grad():
-                dist = torch.distributions.Categorical(logits=policy(obs, arch_of_env))
-                probs = dist.probs
-                act = torch.multinomial(probs, 1, generator=gen)[:, 0]
-            nxt, rew, term, trunc, _ = envs.step(act.numpy())
-            nxt = torch.as_tensor(nxt, dtype=torch.float32)
-            term, done = torch.as_tensor(term, dtype=torch.float32), torch.as_tensor(term | trunc, dtype=torch.float32)
-            valid = 1 - prev_done  # a step right after a done is the autoreset: no transition
-            rew = torch.as_tensor(rew, dtype=torch.float32) * valid
-            ep_ret = ep_ret + rew
-            finished += ep_ret[done.bool()].tolist()
-            ep_ret = ep_ret * (1 - done)
-            for k, v in zip(buf, (obs, act, dist.log_prob(act), rew, nxt, term, done * valid, valid), strict=True):
-                buf[k].append(v)
-            obs, prev_done = nxt, done
-        b = {k: torch.stack(v) for k, v in buf.items()}  # each (T, N, ...)
-        arch = arch_of_env.expand(T, N)
-        with torch.no_grad():
-            values = value(b["obs"].flatten(0, 1), arch.flatten()).view(T, N)
-            next_values = value(b["next_obs"].flatten(0, 1), arch.flatten()).view(T, N)
-        adv, ret = _gae(b["rew"], values, next_values, b["term"] * b["valid"], b["done"], b["valid"], cfg)
-        flat = {k: v.flatten(0, 1) for k, v in b.items()} | {"adv": adv.flatten(), "ret": ret.flatten(),
-                                                             "arch": arch.flatten()}  # (T·N, ...)
-        size = T * N // cfg.minibatches
-        for _ in range(cfg.epochs):
-            order = torch.randperm(T * N, generator=gen)
-            for start in range(0, T * N, size):
-                idx = order[start:start + size]
-                mask = flat["valid"][idx]
-                a_mb = flat["adv"][idx]
-                a_mb = (a_mb - a_mb[mask.bool()].mean()) / (a_mb[mask.bool()].std() + 1e-8)
-                dist = torch.distributions.Categorical(logits=policy(flat["obs"][idx], flat["arch"][idx]))
-                ratio = (dist.log_prob(flat["act"][idx]) - flat["logp"][idx]).exp()
-                pg = -torch.min(ratio * a_mb, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * a_mb)
-                v_loss = (value(flat["obs"][idx], flat["arch"][idx])[:, 0] - flat["ret"][idx]).square()
-                per_step = pg + cfg.vf_coef * v_loss - cfg.ent_coef * dist.entropy()
-                loss = (per_step * mask).sum() / mask.sum().clamp_min(1)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                opt.step()
-        curve["steps"].append((it + 1) * T * N)
-        curve["mean_return"].append(sum(finished) / len(finished) if finished else float("nan"))
+                values = value(b["obs"].flatten(0, 1), arch.flatten()).view(T, N)
+                next_values = value(b["next_obs"].flatten(0, 1), arch.flatten()).view(T, N)
+            adv, ret = _gae(b["rew"], values, next_values, b["term"] * b["valid"], b["done"], b["valid"], cfg)
+            flat = {k: v.flatten(0, 1) for k, v in b.items()} | {"adv": adv.flatten(), "ret": ret.flatten(),
+                                                                 "arch": arch.flatten()}  # (T·N, ...)
+            size = T * N // cfg.minibatches
+            for _ in range(cfg.epochs):
+                order = torch.randperm(T * N, generator=gen)
+                for start in range(0, T * N, size):
+                    idx = order[start:start + size]
+                    mask = flat["valid"][idx]
+                    a_mb = flat["adv"][idx]
+                    a_mb = (a_mb - a_mb[mask.bool()].mean()) / (a_mb[mask.bool()].std() + 1e-8)
+                    dist = torch.distributions.Categorical(logits=policy(flat["obs"][idx], flat["arch"][idx]))
+                    ratio = (dist.log_prob(flat["act"][idx]) - flat["logp"][idx]).exp()
+                    pg = -torch.min(ratio * a_mb, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * a_mb)
+                    v_loss = (value(flat["obs"][idx], flat["arch"][idx])[:, 0] - flat["ret"][idx]).square()
+                    per_step = pg + cfg.vf_coef * v_loss - cfg.ent_coef * dist.entropy()
+                    loss = (per_step * mask).sum() / mask.sum().clamp_min(1)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                    opt.step()
+            curve["steps"].append((it + 1) * T * N)
+            curve["mean_return"].append(sum(finished) / len(finished) if finished else float("nan"))
+            bar.update(T * N)
     envs.close()
     return curve
 

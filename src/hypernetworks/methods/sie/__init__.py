@@ -13,7 +13,7 @@ from .model import backbone as backbone
 from .model import predictor_sensitivity as predictor_sensitivity
 from .model import projector as projector
 
-register_method("sie", SIE)
+register_method("sie", SIE, SIEConfig, takes_target=False)
 
 __all__ = ["SIE", "HyperPredictor", "MLPPredictor", "SIEConfig", "Transform", "backbone", "covariance_loss",
            "predictor_sensitivity", "projector", "regularizer", "variance_loss"]
