@@ -144,16 +144,3 @@ def test_dynamic_patch_embed_checks_wavelengths():
         embed(x, torch.tensor([665.0, 560.0]))
     with pytest.raises(ValueError, match=r"one wavelength per input channel, shape \(2,\), got \(3,\)"):
         embed(x, torch.tensor([0.6, 0.5, 0.4]))
-
-
-def test_reproduce_dofa_quick(tmp_path, check_claims):
-    import json
-
-    from hypernetworks import cli
-
-    cli.main(["reproduce", "dofa", "--quick", "--out", str(tmp_path)])
-    record = json.loads((tmp_path / "dofa-quick.json").read_text())
-    kinds = {(s["model"], s["trained_on"]) for s in record["summary"]}
-    assert kinds == {("dofa", "RG+GB"), ("fixed", "RG+GB"), ("dofa", "RB"), ("dofa", "R"), ("dofa", "GBR")}
-    claims = check_claims(record, statements=6)  # 3 unseen combinations x 2 baselines
-    assert {c["baseline"]["name"] for c in claims} == {"fixed, RG+GB", "dofa, RB", "dofa, R", "dofa, GBR"}
