@@ -74,6 +74,7 @@ def test_round_trip_is_bit_exact(name, tmp_path):
     loaded = type(obj).from_pretrained(tmp_path, target=again)
     a, b = obj.state_dict(), loaded.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    assert not loaded.training  # in eval mode, as transformers' from_pretrained
     assert torch.equal(outputs(loaded, again), outputs(obj, target))
 
 

@@ -47,6 +47,14 @@ class DynamicPatchEmbed(nn.Module):
         num_weight_tokens: learned tokens the generator attends to alongside the bands.
         generator_layers, generator_heads: size of the weight-generating transformer.
         weight_scale: factor on the generated kernel and bias (DOFA uses 0.01 so embeddings start small).
+
+    Example:
+        >>> embed = DynamicPatchEmbed(embed_dim=32, patch_size=4)
+        >>> bands = torch.tensor([0.49, 0.56, 0.665, 0.842])  # four bands (µm): the patch kernel is generated
+        >>> embed(torch.randn(2, 4, 16, 16), bands).shape  # (B, (H/k)·(W/k), E)
+        torch.Size([2, 16, 32])
+        >>> [t.shape for t in embed.generate(bands[:3])]  # any set of bands: kernel (E, C, k, k), bias (E,)
+        [torch.Size([32, 3, 4, 4]), torch.Size([32])]
     """
 
     def __init__(self, embed_dim: int, patch_size: int, wave_dim: int = 64, num_weight_tokens: int = 16,

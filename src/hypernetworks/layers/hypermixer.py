@@ -50,6 +50,12 @@ class HyperMixing(nn.Module):
         tied: W2 = W1 (one hypernetwork).
         generator_hidden: hidden width of the MLPs h1, h2.
         activation: σ, applied to W1ᵀ·X.
+
+    Example:
+        >>> mixing = HyperMixing(dim=16, hidden=8, heads=2)
+        >>> x, mask = torch.randn(3, 10, 16), torch.ones(3, 10, dtype=torch.bool)
+        >>> mixing(x, mask).shape  # any number of tokens: the mixing weights are generated per token
+        torch.Size([3, 10, 16])
     """
 
     def __init__(self, dim: int, hidden: int, heads: int = 1, tied: bool = False, generator_hidden: int | None = None,

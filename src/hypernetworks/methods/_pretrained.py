@@ -56,7 +56,7 @@ class Pretrained(HubMixin):
     @classmethod
     def from_pretrained(cls, pretrained: str | Path, target: nn.Module | None = None) -> Self:
         """Rebuild the saved object (around ``target``, a fresh module of the saved kind, where the method
-        takes one) and load its tensors bit for bit.
+        takes one) and load its tensors bit for bit; it is returned in eval mode, as ``transformers`` does.
 
         Raises:
             TypeError: ``target`` given to a method that builds its own model, or missing.
@@ -77,4 +77,4 @@ class Pretrained(HubMixin):
         check_saved(obj._saved_state(), folder / WEIGHTS_NAME, f"{cls.__name__}.from_pretrained",
                     "build the target the saved object was built for.")
         obj.load_state_dict(load_file(str(folder / WEIGHTS_NAME)), strict=False)  # checked above: ties and
-        return obj  # NOT_SAVED entries are the only ones absent
+        return obj.eval()  # NOT_SAVED entries are the only ones absent

@@ -102,7 +102,12 @@ def predict(ghn: GHN, model: nn.Module, example_input: torch.Tensor | tuple | No
         The report (``predicted``, ``not_predicted``, timings).
 
     Example:
-        >>> report = predict(load_pretrained(), torchvision.models.resnet18())
+        >>> from hypernetworks.methods.ghn import load_pretrained
+        >>> model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+        >>> report = predict(load_pretrained(), model, torch.randn(1, 1, 28, 28))  # any torchvision model works too
+        >>> len(report.predicted), report.not_predicted  # all 6 tensors filled in place
+        (6, {})
     """
     own = dict(model.named_parameters())
     params, report = _predict(ghn, model, example_input, into=own)  # written into the parameters where possible
