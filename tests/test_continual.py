@@ -1,12 +1,8 @@
-import json
-import warnings
-
 import pytest
 import torch
 from sklearn.datasets import load_digits
 from torch import nn
 
-from hypernetworks import cli
 from hypernetworks.methods.continual import HyperCL, HyperCLConfig, MultiHead, RegularizedCL
 from hypernetworks.methods.continual.hypercl import _adam_lookahead
 
@@ -175,14 +171,3 @@ def test_multi_head_with_per_example_task_ids():
     with pytest.raises(ValueError, match="needs task_id"):
         RegularizedCL(model, multi_head=True).predict(x)
 
-
-def test_reproduce_continual_quick(tmp_path, check_claims):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cli.main(["reproduce", "continual", "--quick", "--out", str(tmp_path)])
-    record = json.loads((tmp_path / "continual-quick.json").read_text())
-    methods = {(s["benchmark"], s["scenario"], s["method"]) for s in record["summary"]}
-    assert ("split", "CL3", "hnet") in methods and ("permuted", "CL1", "multihead-ft") in methods
-    assert all(0 <= s["final"] <= 1 for s in record["summary"])
-    claims = check_claims(record, statements=2 * 5 + 2 * 2)  # 2 hypernetworks x 5 settings, 2 CL1 forgetting checks
-    assert {c["ours"]["name"] for c in claims} == {"hnet", "hnet-chunked", "hnet-beta0"}
