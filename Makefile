@@ -41,6 +41,7 @@ bench: install $(VENV)/.bench
 	$(PY) -m benchmarks.continual_regularizer
 	$(PY) -m benchmarks.hypermixer_scaling
 	$(PY) -m benchmarks.peers
+	$(PY) -m benchmarks.memory
 	$(PY) -m benchmarks.ghn_predict
 	$(PY) -m benchmarks.hyperclip_cost
 

@@ -60,7 +60,8 @@ def shadow_tree(root: nn.Module, tensors: Mapping[str, Any], forwards: Mapping[s
 
     Args:
         root: the module to shadow.
-        tensors: ``{qualified parameter name: value}``; the value is what the module's code reads.
+        tensors: ``{qualified parameter (or buffer) name: value}``; the value is what the module's
+            code reads.
         forwards: ``{module path: forward}``; that module's shadow runs ``forward(*args, **kwargs)``
             instead of its own, with its own hooks dropped (the caller runs them where they belong).
         fused_paths: ``False`` switches off fused inference paths (``TransformerEncoderLayer``,
@@ -82,7 +83,11 @@ def shadow_tree(root: nn.Module, tensors: Mapping[str, Any], forwards: Mapping[s
 
     for name, value in tensors.items():
         path, _, leaf = name.rpartition(".")
-        at(path)._parameters[leaf] = value
+        module = at(path)
+        if leaf in module._buffers:  # a buffer replaced: the shadow gets its own dict of buffers
+            object.__setattr__(module, "_buffers", {**module._buffers, leaf: value})
+        else:
+            module._parameters[leaf] = value
     for path, forward in (forwards or {}).items():
         state = at(path).__dict__
         state["forward"] = forward

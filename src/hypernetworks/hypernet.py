@@ -11,6 +11,7 @@ from torch import nn
 from . import functional as F
 from ._checks import check_values
 from ._config import rebuild, record
+from ._memory import training_bytes
 from ._saving import CONFIG_NAME, WEIGHTS_NAME, HubMixin, check_saved, version
 from .encoders import Encoder
 from .heads import Head
@@ -218,8 +219,34 @@ class HyperNetwork(HubMixin, nn.Module):
     def num_trainable(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
-    def summary(self, batch_size: int = 64) -> str:
-        """Per-tensor shapes, generated vs own parameter counts, per-example memory at ``batch_size``."""
+    def memory_estimate(self, *args, cond: torch.Tensor, batch_size: int | None = None, optimizer: str = "adam",
+                        **kwargs) -> dict[str, int]:
+        """Bytes of one training step ``hnet(*args, cond=cond, **kwargs)`` -> backward -> optimiser
+        step, estimated on fake tensors: nothing is computed or allocated, so a batch that would not
+        fit can be sized first.
+
+        Args:
+            args, kwargs: example inputs of the target; only shapes, dtypes and devices are read.
+            cond: an example condition; batched (``(B, *cond_shape)``) for per-example weights.
+            batch_size: replaces dim 0 of every tensor input and of a batched ``cond`` (None: as given).
+            optimizer: ``"adam"`` / ``"adamw"`` (2 values of state per trainable value),
+                ``"sgd_momentum"`` (1) or ``"sgd"`` (0).
+
+        Returns:
+            ``{"parameters", "optimizer", "step", "total"}`` in bytes; ``step`` is the peak of the
+            activations and gradients (the loss is the sum of the outputs). Not counted: work buffers
+            a kernel frees before it returns, and the allocator's rounding (see
+            ``benchmarks/memory.py`` for how close it comes).
+        """
+        if batch_size is not None and self.encoder.is_batched(cond):
+            cond = cond[:1].expand(batch_size, *cond.shape[1:])  # a view: nothing allocated
+        return training_bytes(self, lambda hnet, a, kw: hnet(*a, cond=cond, **kw), (args, kwargs), batch_size,
+                              optimizer)
+
+    def summary(self, batch_size: int = 64, *, inputs: tuple | None = None, cond: torch.Tensor | None = None) -> str:
+        """Per-tensor shapes, generated vs own parameter counts, per-example weights at ``batch_size``;
+        with example ``inputs`` (the target's positional inputs) and a batched ``cond``, also the
+        estimated memory of a per-example Adam training step at ``batch_size`` (``memory_estimate``)."""
         own = sum(p.numel() for n, p in self.target.named_parameters() if n not in self.spec and p.requires_grad)
         gen_params = sum(p.numel() for n, p in self.named_parameters()
                          if p.requires_grad and not n.startswith("target."))
@@ -234,4 +261,12 @@ class HyperNetwork(HubMixin, nn.Module):
                   f"trainable in all:            {self.num_trainable:,}",
                   f"per-example weights at B={batch_size}: "
                   f"{batch_size * self.num_generated * itemsize / 2**20:,.3f} MiB"]
+        if (inputs is None) != (cond is None):
+            raise ValueError("HyperNetwork.summary: pass both inputs= and cond= for a memory estimate, or neither.")
+        if inputs is not None:
+            est = self.memory_estimate(*inputs, cond=cond, batch_size=batch_size)
+            mib = {k: v / 2**20 for k, v in est.items()}
+            lines.append(f"training step at B={batch_size} (Adam), estimated: {mib['total']:,.1f} MiB = parameters "
+                         f"{mib['parameters']:,.1f} + Adam state {mib['optimizer']:,.1f} + activations and "
+                         f"gradients {mib['step']:,.1f}")
         return "\n".join(lines)
