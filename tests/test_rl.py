@@ -160,13 +160,6 @@ def test_gradient_probe_matches_a_known_gradient():
     assert wrong["cosine"] == pytest.approx(-1.0, abs=1e-4) and wrong["sign_agreement"] == 0.0
 
 
-def test_reproduce_rl_critic_quick(tmp_path, check_claims):
-    cli.main(["reproduce", "rl-critic", "--quick", "--out", str(tmp_path)])
-    assert (tmp_path / "rl-critic-quick.json").exists() and (tmp_path / "rl-critic.png").exists()
-    record = json.loads((tmp_path / "rl-critic-quick.json").read_text())
-    check_claims(record, statements=2 * 2 * 2)  # 2 envs x 2 algorithms x (return curve, gradient probe)
-
-
 def test_arch_policy_generates_exact_small_networks():
     torch.manual_seed(0)
     archs = arch_space()
