@@ -26,6 +26,7 @@ demo: install
 test: install
 	OMP_NUM_THREADS=1 $(PY) -m pytest -x -p no:cacheprovider
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/basedpyright  # pyrightconfig.json: basic mode over the files it lists
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -q -d site
 
 docs: install

@@ -67,7 +67,7 @@ def _tour_runs(python: Path, site: Path, cwd: Path) -> None:
 
 def test_wheel_installs_in_a_fresh_venv_and_runs(dist, tmp_path):
     wheel, _ = dist
-    assert CHECKPOINT in zipfile.ZipFile(wheel).namelist()  # package data
+    assert {CHECKPOINT, "hypernetworks/py.typed"} <= set(zipfile.ZipFile(wheel).namelist())  # package data
     site = _fresh_venv(tmp_path / "venv")
     _run(sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", site, wheel)
     _tour_runs(tmp_path / "venv" / "bin" / "python", site, tmp_path)

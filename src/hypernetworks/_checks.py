@@ -29,7 +29,7 @@ def check_values(ok: torch.Tensor, message: str, validate: bool | None = None) -
         if not on_cpu:
             raise ValueError(f"{message.split(':')[0]}: validate=True on {ok.device.type} needs a device sync, "
                              "which torch.compile cannot trace; validate eagerly, or pass validate=False.")
-        torch._assert_async(ok.all(), message)  # on the CPU an ordinary exception, raised at once
+        torch._assert_async(ok.all(), message)  # pyright: ignore[reportPrivateImportUsage]  (CPU: raises at once)
         return
     if is_fake(ok):  # traced for a memory estimate: no values to check
         return

@@ -72,7 +72,7 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def _import(name: str) -> type:
+def _import(name: str) -> Any:
     module, _, qualname = name.rpartition(".")
     while module:  # nested classes: peel the qualname until the module imports
         try:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -153,16 +153,17 @@ def conv_transpose_kernel(name, module: nn.modules.conv._ConvTransposeNd, w, bat
     weight = dense(weight)
     nd = x.dim() - 2
     conv_t = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[nd - 1]
-    output_padding = module._output_padding(x, output_size, module.stride, module.padding,
-                                            module.kernel_size, nd, module.dilation)
+    padding = cast(tuple[int, ...], module.padding)  # a transposed convolution has no string padding
+    output_padding = module._output_padding(x, output_size, list(module.stride), list(padding),
+                                            list(module.kernel_size), nd, list(module.dilation))
     if weight.dim() == nd + 3:  # (B, C, O/g, *k)
         y = conv_t(x.reshape(1, -1, *x.shape[2:]),  # (1, B·C, *S)
                    weight.reshape(-1, *weight.shape[2:]),  # (B·C, O/g, *k)
-                   None, module.stride, module.padding, output_padding,
+                   None, module.stride, padding, output_padding,
                    batch * module.groups, module.dilation)
         y = y.reshape(batch, -1, *y.shape[2:])  # (B, O, *S')
     else:
-        y = conv_t(x, weight, None, module.stride, module.padding, output_padding,
+        y = conv_t(x, weight, None, module.stride, padding, output_padding,
                    module.groups, module.dilation)
     return y if bias is None else y + _channel_view(bias, y.dim())
 

@@ -109,7 +109,7 @@ def training_bytes(module: nn.Module, call: Callable, inputs: tuple, batch_size:
         outputs = [t for t in tree_flatten(call(shadow_tree(module, fake_state), *fake_inputs))[0]
                    if isinstance(t, torch.Tensor) and t.requires_grad]
         if outputs:
-            loss = sum(t.float().sum() for t in outputs)
+            loss = sum((t.float().sum() for t in outputs[1:]), outputs[0].float().sum())
             del outputs  # as a training loop, which keeps the loss only
             loss.backward()
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
 from torch import nn
@@ -68,7 +68,7 @@ def find_units(target: nn.Module, names) -> list[Unit]:
         module = target
         for depth in range(len(parts) + 1):  # top-down: the outermost unit wins
             if depth:
-                module = module._modules[parts[depth - 1]]
+                module = cast(nn.Module, module._modules[parts[depth - 1]])
             path = ".".join(parts[:depth])
             owns = path in owners
             if _reads_children(module) or (owns and (has_hooks(module) or _kernels.find_kernel(module) is None)):
@@ -83,9 +83,11 @@ class _Held(torch.Tensor):
     any computation with it raises (a parent or hook reading a child's tensor directly would
     otherwise see the wrong tensor). Shape, dtype and device read as for one example."""
 
-    _READABLE = {torch.Tensor.shape.__get__, torch.Tensor.dtype.__get__, torch.Tensor.device.__get__,
-                 torch.Tensor.ndim.__get__, torch.Tensor.requires_grad.__get__, torch.Tensor.dim,
-                 torch.Tensor.size, torch.Tensor.is_floating_point}
+    _READABLE = {torch.Tensor.shape.__get__, torch.Tensor.dtype.__get__,  # pyright: ignore[reportAttributeAccessIssue]
+                 torch.Tensor.device.__get__, torch.Tensor.ndim.__get__,  # pyright: ignore[reportAttributeAccessIssue]
+                 torch.Tensor.requires_grad.__get__,  # pyright: ignore[reportAttributeAccessIssue]
+                 torch.Tensor.dim, torch.Tensor.size, torch.Tensor.is_floating_point}
+    generated_name: str
 
     @staticmethod
     def __new__(cls, name: str, shape, dtype, device):
@@ -120,8 +122,10 @@ def _held(plan: Plan, placed: dict) -> dict:
         return placed
     out = {}
     for name, value in placed.items():
-        one = value.base if isinstance(value, LowRankWeight) else value
-        shape = one.shape if one is not value else value.shape[1:]
+        if isinstance(value, LowRankWeight):
+            one, shape = value.base, value.base.shape
+        else:
+            one, shape = value, value.shape[1:]
         key = (name, shape, one.dtype, one.device)
         held = plan.held.get(key)
         if held is None:  # a race builds two equal stand-ins; either is kept

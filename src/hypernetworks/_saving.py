@@ -4,6 +4,7 @@ the library's version, and ``push_to_hub`` (``huggingface_hub``'s layout: ``conf
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -43,6 +44,8 @@ def check_saved(own: dict[str, torch.Tensor], path: Path, who: str, hint: str) -
 
 class HubMixin:
     """``push_to_hub`` for classes with ``save_pretrained(folder)``."""
+
+    save_pretrained: Callable[[str | Path], None]
 
     def push_to_hub(self, repo_id: str, **kwargs) -> str:
         """Save to a temporary folder and upload it with ``huggingface_hub`` (needs a network and the

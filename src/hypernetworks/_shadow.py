@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 
@@ -35,7 +35,7 @@ def module_at(root: nn.Module, path: str) -> nn.Module:
     module = root
     if path:
         for part in path.split("."):
-            module = module._modules[part]
+            module = cast(nn.Module, module._modules[part])
     return module
 
 
@@ -77,7 +77,7 @@ def shadow_tree(root: nn.Module, tensors: Mapping[str, Any], forwards: Mapping[s
         if found is None:
             parent_path, _, leaf = path.rpartition(".")
             parent = at(parent_path)
-            found = shadows[path] = _shadow(parent._modules[leaf])
+            found = shadows[path] = _shadow(cast(nn.Module, parent._modules[leaf]))
             parent._modules[leaf] = found
         return found
 
@@ -99,7 +99,7 @@ def shadow_tree(root: nn.Module, tensors: Mapping[str, Any], forwards: Mapping[s
     for module in shadows.values():
         state = module.__dict__
         if "_flat_weights" in state:  # recurrent layers' forward reads this list, not the parameter dict
-            state["_flat_weights"] = [module._parameters.get(n) for n in module._flat_weights_names]
+            state["_flat_weights"] = [module._parameters.get(n) for n in state["_flat_weights_names"]]
         if not fused_paths and isinstance(module, FUSED_PATHS):
             state["activation_relu_or_gelu" if isinstance(module, nn.TransformerEncoderLayer)
                   else "use_nested_tensor"] = False  # one of each fused path's preconditions

@@ -234,7 +234,7 @@ def functional_call(
     plan = plan_of(target)
     batch = _validate(target, own, plan, params, spec, per_example, modes, strict)
     placed = _tie(plan, _resolve(own, params, modes, factored=per_example))
-    if not per_example:
+    if not per_example or batch is None:  # None: nothing generated
         return shadow_tree(target, placed)(*args, **kwargs)
     names = tuple(placed)
     units = cached(plan, names, lambda: _per_example.find_units(target, names))

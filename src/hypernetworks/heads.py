@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import Literal, cast
 
 import torch
 from torch import nn
@@ -32,6 +33,7 @@ from .spec import ParamSpec
 __all__ = ["Chunked", "Full", "Head", "PerTensor", "init_rows", "second_moment"]
 
 HIDDEN_INITS = ("fan_in", "fan_out")
+HiddenInit = Literal["fan_in", "fan_out"]
 
 
 class Head(nn.Module, Recorded):
@@ -49,12 +51,15 @@ class Head(nn.Module, Recorded):
             (biases zero).
     """
 
+    trunk: nn.Sequential  # built by the subclasses that use grouped_features
+
     def __init__(self, hidden: tuple[int, ...] = (64,), activation: type[nn.Module] = nn.ReLU,
-                 hidden_init: str = "fan_in"):
+                 hidden_init: HiddenInit = "fan_in"):
         super().__init__()
         if hidden_init not in HIDDEN_INITS:
             raise ValueError(f"{type(self).__name__}: hidden_init must be one of {HIDDEN_INITS}, got {hidden_init!r}.")
-        self.hidden, self.activation, self.hidden_init = tuple(hidden), activation, hidden_init
+        self.hidden, self.activation = tuple(hidden), activation
+        self.hidden_init: HiddenInit = hidden_init
         self.spec: ParamSpec | None = None
 
     def build(self, spec: ParamSpec, in_features: int) -> None:
@@ -87,9 +92,11 @@ class Head(nn.Module, Recorded):
         """d_k: the features that reach the output layer."""
         return self.hidden[-1] if self.hidden else in_features
 
-    def _check_built(self):
+    def _built(self) -> ParamSpec:
+        """The spec the head was built for (raises if it was not built yet)."""
         if self.spec is None:
             raise RuntimeError(f"{type(self).__name__}: not built; pass it to a HyperNetwork first.")
+        return self.spec
 
 
 def second_moment(h: torch.Tensor) -> float:
@@ -124,7 +131,7 @@ class Full(Head):
     """
 
     def __init__(self, hidden: tuple[int, ...] = (64,), activation: type[nn.Module] = nn.ReLU,
-                 hidden_init: str = "fan_in", bias: bool = True):
+                 hidden_init: HiddenInit = "fan_in", bias: bool = True):
         super().__init__(hidden, activation, hidden_init)
         self.bias = bias
 
@@ -134,11 +141,10 @@ class Full(Head):
         self.out = nn.Linear(self._width(in_features), spec.numel, bias=self.bias)
 
     def forward(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
-        self._check_built()
-        return self.spec.unflatten(self.out(self.trunk(z)))  # (..., P) -> {name: (..., *shape)}
+        return self._built().unflatten(self.out(self.trunk(z)))  # (..., P) -> {name: (..., *shape)}
 
     def init_output(self, moments, z: torch.Tensor) -> None:
-        init_rows(self.out, self.spec, moments, second_moment(self.trunk(z)))
+        init_rows(self.out, self._built(), moments, second_moment(self.trunk(z)))
 
 
 class _GainHead(Head):
@@ -148,6 +154,10 @@ class _GainHead(Head):
     per-tensor ``gate`` that starts at 0 (ReZero-style), so it is zero at step 0 yet trains. The
     ``gate`` parameter always exists (so the state_dict does not depend on the init scheme); it
     trains and applies only when some tensor needs it (else it is a frozen 1)."""
+
+    gain: torch.Tensor  # (N,) buffers, N = the output values
+    offset: torch.Tensor
+    tensor_index: torch.Tensor
 
     def _set_gain(self, spec, moments, total: int) -> None:
         gain, offset = torch.ones(total), torch.zeros(total)
@@ -199,7 +209,7 @@ class Chunked(_GainHead):
     """
 
     def __init__(self, chunk_size: int, chunk_dim: int = 8, hidden=(64,), activation=nn.ReLU,
-                 hidden_init="fan_in"):
+                 hidden_init: HiddenInit = "fan_in"):
         super().__init__(hidden, activation, hidden_init)
         if chunk_size < 1 or chunk_dim < 1:
             raise ValueError(f"Chunked: chunk_size and chunk_dim must be >= 1, got {chunk_size}, {chunk_dim}.")
@@ -218,13 +228,14 @@ class Chunked(_GainHead):
         return self.grouped_features(z, self.chunk_emb)
 
     def forward(self, z):
-        self._check_built()
+        spec = self._built()
         out = self.out(self.features(z))  # (..., C, chunk_size)
-        flat = out.flatten(-2)[..., : self.spec.numel]  # (..., P)
-        return self.spec.unflatten(self._scale(flat))
+        flat = out.flatten(-2)[..., : spec.numel]  # (..., P)
+        return spec.unflatten(self._scale(flat))
 
     def init_output(self, moments, z):
-        self._set_gain(self.spec, moments, self.spec.numel)
+        spec = self._built()
+        self._set_gain(spec, moments, spec.numel)
         self._init_shared(self.out, moments, self.features(z))
 
 
@@ -237,7 +248,7 @@ class PerTensor(_GainHead):
     """
 
     def __init__(self, hidden=(64,), shared: bool = False, tensor_dim: int = 16, activation=nn.ReLU,
-                 hidden_init="fan_in"):
+                 hidden_init: HiddenInit = "fan_in"):
         super().__init__(hidden, activation, hidden_init)
         self.shared, self.tensor_dim = shared, tensor_dim
 
@@ -254,22 +265,23 @@ class PerTensor(_GainHead):
         self._set_gain(spec, {e.name: (0.0, 1.0) for e in spec}, len(spec) * self.max_numel)
 
     def forward(self, z):
-        self._check_built()
-        lead = z.shape[:-1]
+        spec, lead = self._built(), z.shape[:-1]
         if not self.shared:
-            return {e.name: head(z).reshape(*lead, *e.shape) for e, head in zip(self.spec, self.heads, strict=True)}
+            return {e.name: head(z).reshape(*lead, *e.shape) for e, head in zip(spec, self.heads, strict=True)}
         out = self.out(self.grouped_features(z, self.tensor_emb)).flatten(-2)  # (..., T·max_numel)
         out = self._scale(out)
-        out = out.unflatten(-1, (len(self.spec), self.max_numel))  # (..., T, max_numel)
-        return {e.name: out[..., i, : e.numel].reshape(*lead, *e.shape) for i, e in enumerate(self.spec)}
+        out = out.unflatten(-1, (len(spec), self.max_numel))  # (..., T, max_numel)
+        return {e.name: out[..., i, : e.numel].reshape(*lead, *e.shape) for i, e in enumerate(spec)}
 
     def init_output(self, moments, z):
+        spec = self._built()
         if not self.shared:
-            for e, head in zip(self.spec, self.heads, strict=True):
+            for e, head in zip(spec, self.heads, strict=True):
+                head = cast(nn.Sequential, head)  # trunk layers, then the output Linear
                 one = ParamSpec([replace(e, offset=0)])
-                init_rows(head[-1], one, moments, second_moment(head[:-1](z)))
+                init_rows(cast(nn.Linear, head[-1]), one, moments, second_moment(head[:-1](z)))
             return
         gain_spec = ParamSpec([replace(e, shape=(self.max_numel,), offset=i * self.max_numel)
-                               for i, e in enumerate(self.spec)])
-        self._set_gain(gain_spec, moments, len(self.spec) * self.max_numel)
+                               for i, e in enumerate(spec)])
+        self._set_gain(gain_spec, moments, len(spec) * self.max_numel)
         self._init_shared(self.out, moments, self.grouped_features(z, self.tensor_emb))

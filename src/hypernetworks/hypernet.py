@@ -263,7 +263,7 @@ class HyperNetwork(HubMixin, nn.Module):
                   f"{batch_size * self.num_generated * itemsize / 2**20:,.3f} MiB"]
         if (inputs is None) != (cond is None):
             raise ValueError("HyperNetwork.summary: pass both inputs= and cond= for a memory estimate, or neither.")
-        if inputs is not None:
+        if inputs is not None and cond is not None:
             est = self.memory_estimate(*inputs, cond=cond, batch_size=batch_size)
             mib = {k: v / 2**20 for k, v in est.items()}
             lines.append(f"training step at B={batch_size} (Adam), estimated: {mib['total']:,.1f} MiB = parameters "

@@ -18,6 +18,7 @@ that reach it (Chang et al.'s Var(e) term, measured rather than assumed).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -29,7 +30,7 @@ __all__ = ["SCHEMES", "default_moments", "factor_moments", "target_moments"]
 SCHEMES = ("hyperfan_in", "hyperfan_out", "default_match", "zero_delta", "pytorch")
 
 
-def default_moments(entry: ParamEntry, params: dict[str, torch.Tensor]) -> tuple[float, float]:
+def default_moments(entry: ParamEntry, params: Mapping[str, torch.Tensor]) -> tuple[float, float]:
     """(mean, variance) of the PyTorch default init of one target tensor.
 
     ``params`` are the target's named parameters (a bias's bound comes from its layer's weight).

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -135,7 +135,7 @@ _ATTENTION_ROLES = {"in_proj_weight": "weight", "q_proj_weight": "weight", "k_pr
                     "v_proj_weight": "weight", "in_proj_bias": "bias", "bias_k": "bias", "bias_v": "bias"}
 
 
-def _role(module: nn.Module, kind: str, leaf: str) -> str:
+def _role(module: Any, kind: str, leaf: str) -> str:  # module: an nn.Module of that kind
     """What a tensor is to its module, from the module's own naming: torch's RNNs name their tensors
     ``weight_*`` / ``bias_*`` (``module._flat_weights_names``), attention has a fixed set, every
     other module's ``weight`` and ``bias`` are exactly those names."""
@@ -146,7 +146,7 @@ def _role(module: nn.Module, kind: str, leaf: str) -> str:
     return leaf if leaf in ("weight", "bias") else "other"
 
 
-def _fans(module: nn.Module, kind: str, leaf: str, shape: tuple[int, ...]) -> tuple[int, int]:
+def _fans(module: Any, kind: str, leaf: str, shape: tuple[int, ...]) -> tuple[int, int]:
     """(fan_in, fan_out) of the layer that uses a tensor; biases get their layer's fans."""
     if kind in ("conv", "conv_transpose"):
         k = math.prod(module.kernel_size)

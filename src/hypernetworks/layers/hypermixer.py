@@ -75,7 +75,7 @@ class HyperMixing(nn.Module):
         b, n, d = x.shape
         xp = x + sinusoidal_positions(n, d, x.device)  # (B, N, d)
         w1 = self.h1(xp).view(b, n, self.heads, self.hidden)  # (B, N, H, d')
-        w2 = w1 if self.tied else self.h2(xp).view(b, n, self.heads, self.hidden)
+        w2 = w1 if self.h2 is None else self.h2(xp).view(b, n, self.heads, self.hidden)  # None: tied
         if mask is not None:
             keep = mask[:, :, None, None].to(x.dtype)
             w1, w2 = w1 * keep, w2 * keep
@@ -161,6 +161,7 @@ class SequenceClassifier(nn.Module):
             if mixer == "hyper":
                 return HyperMixing(dim, hidden, heads, tied)
             if mixer == "mlp":
+                assert length is not None  # checked above
                 return MLPMixing(dim, hidden, length)
             return AttentionMixing(dim, heads)
 

@@ -85,7 +85,7 @@ class Layerwise(Head):
 
     def features(self, z: torch.Tensor) -> torch.Tensor:
         """The shared MLP on every module's input: (..., E) -> (..., M, d_k)."""
-        self._check_built()
+        self._built()
         pos = torch.cat([self.layer_emb(self.layer_ids), self.type_emb(self.type_ids)], dim=-1)  # (M, Dl+Dt)
         return self.grouped_features(z, pos)  # (..., M, d_k)
 
