@@ -29,7 +29,7 @@ from ..methods.sie import SIE, predictor_sensitivity
 from . import _claims
 from ._common import pyplot, run_jobs, save
 
-FULL = {"seeds": 3, "steps": 1000, "batch": 128, "lrs": (1e-3, 2e-3, 4e-3), "width": 8, "val": 10000,
+FULL = {"seeds": 5, "steps": 1000, "batch": 128, "lrs": (1e-3, 2e-3, 4e-3, 8e-3), "width": 8, "val": 10000,
         "probe_train": 5000, "probe_test": 2000, "probe_steps": 800, "workers": 1}
 QUICK = {"seeds": 2, "steps": 5, "batch": 32, "lrs": (1e-3, 2e-3), "width": 4, "val": 500, "probe_train": 300,
          "probe_test": 100, "probe_steps": 20, "workers": 1}
