@@ -42,14 +42,11 @@ import os
 import platform
 import subprocess
 import time
-import weakref
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
-from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
-from torch.utils._pytree import tree_leaves  # noqa: E402
 
 import hypernetworks as hn  # noqa: E402
 from benchmarks.binding import timed_together  # noqa: E402
@@ -221,36 +218,17 @@ def _with_grad(leaves: list[torch.Tensor], on: bool) -> None:
 
 # ---- measurement --------------------------------------------------------------------------------
 
-class LiveBytes(TorchDispatchMode):
-    """Peak bytes of live storages allocated by ops under the mode, and whether any output has the
-    shape of a dense per-example weight (``dense_shapes``)."""
+class LiveBytes(hn.PeakTensorMemory):
+    """The peak bytes of tensors a call creates, and whether any of them has the shape of a dense
+    per-example weight (``dense_shapes``)."""
 
     def __init__(self, dense_shapes: set[tuple[int, ...]]):
         super().__init__()
         self.dense_shapes, self.dense = dense_shapes, None
-        self.live = self.peak = 0
-        self.seen: set[int] = set()
 
-    def _free(self, key: int, nbytes: int) -> None:
-        self.seen.discard(key)
-        self.live -= nbytes
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        inputs = {t.untyped_storage().data_ptr() for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
-        for t in tree_leaves(out):
-            if not isinstance(t, torch.Tensor):
-                continue
-            storage = t.untyped_storage()
-            key = storage.data_ptr()
-            if key and key not in self.seen and key not in inputs:  # a new storage, not a view of an input
-                self.seen.add(key)
-                self.live += storage.nbytes()
-                self.peak = max(self.peak, self.live)
-                weakref.finalize(storage, self._free, key, storage.nbytes())
-                if tuple(t.shape) in self.dense_shapes:
-                    self.dense = tuple(t.shape)
-        return out
+    def on_created(self, tensor: torch.Tensor) -> None:
+        if tuple(tensor.shape) in self.dense_shapes:
+            self.dense = tuple(tensor.shape)
 
 
 def dense_shapes(target: Target, batch: int) -> set[tuple[int, ...]]:

@@ -3,6 +3,7 @@
 from . import encoders as encoders
 from . import heads as heads
 from . import init as init
+from ._memory import PeakTensorMemory as PeakTensorMemory
 from .functional import PerExampleError as PerExampleError
 from .functional import functional_call as functional_call
 from .functional import functional_call_sets as functional_call_sets
@@ -19,6 +20,7 @@ __all__ = [
     "NoMatchingParamsError",
     "ParamEntry",
     "ParamSpec",
+    "PeakTensorMemory",
     "PerExampleError",
     "encoders",
     "functional_call",

@@ -27,13 +27,30 @@ from ._shadow import shadow_tree
 OPTIMISER_STATE = {"adam": 2, "adamw": 2, "sgd": 0, "sgd_momentum": 1}
 
 
-class _LiveStorages(TorchDispatchMode):
-    """Counts the bytes of storages created inside the mode that are still alive; keeps the peak."""
+class PeakTensorMemory(TorchDispatchMode):
+    """Bytes of the tensors created inside the context, alive at once: ``peak`` (and ``live`` now).
+
+    Counts each new storage from the op that creates it until it is freed; tensors that existed
+    before (parameters, inputs) and views of them are not counted. Works on real and on fake
+    tensors, on any device (on the CPU, where torch has no ``max_memory_allocated``, it is the
+    tensor-level equivalent). Work buffers that a kernel frees before it returns are not seen (CPU
+    convolutions' are added by a rule, see ``_REORDERING``). ``on_created(tensor)`` is called for
+    each counted tensor (a hook for subclasses).
+
+    Example:
+        >>> with PeakTensorMemory() as mem:
+        ...     y = torch.ones(1024) * 2  # two tensors of 4 KiB alive at once
+        >>> mem.peak
+        8192
+    """
 
     def __init__(self):
         super().__init__()
         self.live = self.peak = 0
         self._seen = WeakIdKeyDictionary()
+
+    def on_created(self, tensor: torch.Tensor) -> None:
+        """Called for every tensor whose storage is counted (subclasses may look at its shape)."""
 
     def _freed(self, nbytes: int) -> None:
         self.live -= nbytes
@@ -51,6 +68,7 @@ class _LiveStorages(TorchDispatchMode):
                     self._seen[storage] = weakref.ref(storage, lambda _, n=nbytes: self._freed(n))
                     self.live += nbytes
                     self.peak = max(self.peak, self.live)
+                    self.on_created(t)
         if func in _REORDERING:
             self.peak = max(self.peak, self.live + _cpu_bytes((args, kwargs)))
         return out
@@ -116,7 +134,7 @@ def training_bytes(module: nn.Module, call: Callable, inputs: tuple, batch_size:
     with FakeTensorMode(allow_non_fake_inputs=True) as mode:
         fake_state = {n: mode.from_tensor(t) for n, t in state.items()}
         fake_inputs = _fake_inputs(inputs, batch_size)
-    counter = _LiveStorages()
+    counter = PeakTensorMemory()
     with mode, counter:
         step(fake_state, *fake_inputs)
     parts = {"parameters": sum(storages.values()), "optimizer": OPTIMISER_STATE[optimizer] * sum(trainable.values()),
