@@ -29,7 +29,8 @@ The same probe reports whether any ``(B, O, I)`` (or ``(B, I, O)``) tensor of a 
 was built. Nothing here is a test; ``tests/test_lora_serving_bench.py`` runs the check on tiny models.
 
 Run: ``python -m benchmarks.lora_serving [--models bert gpt2] [--batches 1 8 32 128] [--seq 32 128]
-[--ranks 4 8 16] [--steps 10] [--threads 1] [--backward] [--peft-cap 128] [--loop-cap 128] [--json PATH]``.
+[--ranks 4 8 16] [--steps 10] [--threads 1] [--backward] [--peft-cap 128] [--loop-cap 128] [--json PATH]
+[--plot PNG]``; ``--from-json PATH --plot PNG`` redraws the plot of an earlier run.
 Rows also record examples per second and the seconds PEFT took to load its adapters.
 """
 
@@ -381,6 +382,31 @@ def print_table(rows: list[dict]) -> None:
             print(f"  B={row['B']} T={row['seq']} r={row['r']} {row['step']}: {k} skipped: {why}")
 
 
+def plot(rows: list[dict], path: str) -> None:
+    """Forward ms per call against B (log-log), one panel per (model, T), a line per variant, at the
+    smallest rank swept."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in rows if r["step"] == "fwd" and "error" not in r]
+    rank = min(r["r"] for r in rows)
+    panels = sorted({(r["model"], r["seq"]) for r in rows})
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    for ax, (model, seq) in zip(axes[0], panels, strict=True):
+        at = sorted((r for r in rows if (r["model"], r["seq"], r["r"]) == (model, seq, rank)), key=lambda r: r["B"])
+        for v in VARIANTS:
+            pts = [(r["B"], r["ms"][v]) for r in at if v in r["ms"]]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="o", label=v, lw=2.5 if v == "ours" else 1.2)
+        ax.set(xscale="log", yscale="log", xlabel="B (examples, each its own LoRA)", ylabel="ms per forward",
+               title=f"{model}, T = {seq}, r = {rank}")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def goals(rows: list[dict]) -> list[dict]:
     """The issue's goals, computed from the rows: at B=32, r=8, T=32 (forward) ours <= 0.5x PEFT's
     mixed batch and <= 1.1x the base model; at B=128 no (B, O, I) tensor in ours."""
@@ -424,7 +450,13 @@ def main(argv=None) -> None:
                         help="largest B for PEFT's mixed batch (B adapters are loaded per (model, r, B))")
     parser.add_argument("--loop-cap", type=int, default=128, help="largest B for the one-call-per-example loop")
     parser.add_argument("--json", metavar="PATH", help="write the config, machine and rows as JSON")
+    parser.add_argument("--plot", metavar="PNG", help="plot forward time against B")
+    parser.add_argument("--from-json", metavar="PATH", help="only plot the rows of an earlier --json run")
     args = parser.parse_args(argv)
+    if args.from_json:
+        with open(args.from_json) as f:
+            plot(json.load(f)["rows"], args.plot or "lora_serving.png")
+        return
     torch.set_num_threads(args.threads)
     import peft
     import transformers
@@ -466,6 +498,8 @@ def main(argv=None) -> None:
         with open(args.json, "w") as f:
             json.dump(record, f, indent=1)
         print(f"wrote {args.json}")
+    if args.plot:
+        plot(rows, args.plot)
 
 
 if __name__ == "__main__":

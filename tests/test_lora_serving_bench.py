@@ -29,3 +29,13 @@ def test_probe_sees_a_dense_weight():
     dense = {"dense": lambda: torch.bmm(factors[name].B, factors[name].A)}  # (B, O, I)
     (peak, shape), = ls.measure_memory(target, dense, batch=2).values()
     assert shape == (2, *target.shapes[name.removesuffix(".weight")]) and peak > 0
+
+
+def test_sweep_rows_plot(tmp_path):
+    target = ls.load_target("gpt2", tiny=True)
+    args = type("Args", (), {"steps": 1, "warmup": 0})()
+    rows = [ls.run_row(target, ls.build(target, batch=b, rank=2), seq=4, rank=2, backward=False, args=args)
+            for b in (1, 2)]
+    assert all("ours" in r["ms"] and "error" not in r for r in rows)
+    ls.plot(rows, str(tmp_path / "serving.png"))
+    assert (tmp_path / "serving.png").stat().st_size > 1000
