@@ -38,13 +38,13 @@ from ..methods.malmen import MALMEN
 from . import _claims
 from ._common import pyplot, run_jobs, save
 
-FULL = {"seeds": (0, 1, 2, 3, 4), "ns": (1, 16, 128, 1024), "n_train": 128, "meta_lrs": (3e-4, 1e-3),
-        "max_meta_steps": 400, "check_every": 25, "patience": 4, "cnn_steps": 800, "width": 4096,
+FULL = {"seeds": (0, 1, 2), "ns": (1, 16, 128, 1024), "n_train": 128, "meta_lrs": (1e-3, 3e-3),
+        "max_meta_steps": 1200, "check_every": 50, "check_episodes": 4, "patience": 4, "cnn_steps": 800, "width": 4096,
         "pools": {"meta": 4000, "val": 5000, "val_loc": 500, "test": 8000, "test_loc": 1000},
         "val_episodes": {1: 16, 16: 6, 128: 3, 1024: 2}, "test_episodes": {1: 30, 16: 20, 128: 8, 1024: 4},
         "ft_lrs": (1e-4, 3e-4, 1e-3), "ft_steps": (10, 20, 40, 80), "workers": 2}
 QUICK = {"seeds": (0, 1), "ns": (1, 16), "n_train": 8, "meta_lrs": (1e-3,), "max_meta_steps": 4, "check_every": 2,
-         "patience": 1, "cnn_steps": 10, "width": 256,
+         "check_episodes": 1, "patience": 1, "cnn_steps": 10, "width": 256,
          "pools": {"meta": 100, "val": 40, "val_loc": 20, "test": 40, "test_loc": 20},
          "val_episodes": {1: 2, 16: 1}, "test_episodes": {1: 2, 16: 2}, "ft_lrs": (1e-2,), "ft_steps": (2, 4),
          "workers": 2}
@@ -216,7 +216,7 @@ def _meta_train(editor: MALMEN, task: dict, cfg: dict, lr: float, seed: int) -> 
     gen = torch.Generator().manual_seed(seed)
     post, keys = task["post"], task["keys"]
     pool, para = keys["meta"], keys["meta_para"]
-    val = _episodes(task, "val", max(cfg["ns"]), cfg["val_episodes"][max(cfg["ns"])], seed + 17)
+    val = _episodes(task, "val", max(cfg["ns"]), cfg["check_episodes"], seed + 17)
     nets = [p for k, p in editor.named_parameters() if k.startswith("nets.")]
     opt = torch.optim.Adam([{"params": nets, "lr": lr}, {"params": [editor.log_lr, editor.log_reg], "lr": SCALAR_LR}])
     n_edit, n_loc = min(cfg["n_train"], len(pool) // 2), min(META_LOC, len(pool) // 2)
