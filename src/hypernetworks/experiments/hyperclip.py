@@ -27,12 +27,12 @@ import torch
 from ..data import load_fashion_mnist
 from ..methods.hyperclip import HyperCLIP, minilm_embeddings, prompts, siglip_loss
 from . import _claims
-from ._common import pyplot, run_jobs, save
+from ._common import configured, pyplot, run_jobs, save
 
 CLASSES = ("T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot")
 SIZES = (3, 4, 5)
 SPLIT_SEED = 12345  # the validation images are the same for every run
-FULL = {"seeds": 8, "steps": 1500, "batch": 128, "lrs": (1e-3, 2e-3, 4e-3), "eval_subsets": 40, "per_class": 100,
+FULL = {"seeds": 5, "steps": 1500, "batch": 128, "lrs": (1e-3, 2e-3, 4e-3), "eval_subsets": 40, "per_class": 100,
         "workers": 1, "width": 8, "held_out": 0.25, "val_subsets": 0.15, "val_per_class": 1000}
 QUICK = {"seeds": 2, "steps": 10, "batch": 32, "lrs": (1e-3, 2e-3), "eval_subsets": 3, "per_class": 10, "workers": 1,
          "width": 8, "held_out": 0.25, "val_subsets": 0.15, "val_per_class": 100}
@@ -193,7 +193,7 @@ def _plot(summary, path) -> None:
 
 
 def run(quick: bool, out_dir, log=print) -> dict:
-    cfg = QUICK if quick else FULL
+    cfg = configured(QUICK if quick else FULL)
     text = minilm_embeddings(prompts(CLASSES))  # (10, 384), once per run
     wide = matched_width(cfg["width"])
     widths = {"plain": cfg["width"], "plain-matched": wide, "hyperclip": cfg["width"]}
