@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from hypernetworks.experiments._common import JobSettings, job_settings, run_jobs
+from hypernetworks.experiments._common import JobSettings, configured, job_settings, run_jobs
 
 CALLS = []
 
@@ -55,6 +55,30 @@ def test_reproduce_resume_gives_the_same_json(tmp_path):
     assert stored
     stored[0].unlink()  # as if the run had stopped before that job
     assert reproduce("--resume") == first
+
+
+def test_seeds_override_every_form_of_seed_count():
+    cfg = {"seeds": 3, "steps": 5}
+    assert configured(cfg) == cfg and configured(cfg) is not cfg  # no --seeds: the reproduction's own
+    with job_settings(JobSettings(seeds=5)):
+        assert configured(cfg) == {"seeds": 5, "steps": 5}
+        assert configured({"seeds": (0, 1)})["seeds"] == (0, 1, 2, 3, 4)
+        assert configured({"seeds": {"a": 2, "b": 1}})["seeds"] == {"a": 5, "b": 5}
+        with pytest.raises(ValueError, match="no seed count"):
+            configured({"steps": 5})
+    assert cfg == {"seeds": 3, "steps": 5}
+    with pytest.raises(ValueError, match="seeds must be >= 1"):
+        JobSettings(seeds=0)
+
+
+def test_reproduce_seeds_reach_the_json(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "hypernetworks.cli", "reproduce", "hyperppo", "--quick", "--seeds", "2",
+                          "--out", str(tmp_path)], capture_output=True, text=True,
+                         env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    record = json.loads((tmp_path / "hyperppo-quick.json").read_text())
+    assert record["config"]["seeds"] == 2 and record["command"].endswith("--seeds 2")
+    assert all(len(c["ours"]["values"]) == 2 for c in record["claims"] if c["kind"] == "paired")
 
 
 def test_ray_backend_gives_the_process_pool_results(tmp_path):

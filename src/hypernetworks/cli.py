@@ -68,7 +68,7 @@ def reproduce(args) -> None:
     store = out / ".jobs" / f"{args.name}{'-quick' if args.quick else ''}" / (provenance["commit"] or "unknown")
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the job runner's progress lines
     settings = JobSettings(store=store, resume=args.resume, workers=args.workers, label=args.name,
-                           backend=args.backend, address=args.address)
+                           backend=args.backend, address=args.address, seeds=args.seeds)
     with job_settings(settings):
         res = module.run(args.quick, out)
     if not res.get("claims"):
@@ -76,7 +76,8 @@ def reproduce(args) -> None:
                            "hypernetworks.experiments._claims so the verdicts are computed.")
     status = "quick" if args.quick else "main"
     record = {"name": args.name, "status": status, "quick": args.quick,
-              "command": f"hypernetworks reproduce {args.name}" + (" --quick" if args.quick else ""),
+              "command": f"hypernetworks reproduce {args.name}" + (" --quick" if args.quick else "")
+              + (f" --seeds {args.seeds}" if args.seeds else ""),
               "wall_s": round(time.time() - start, 1), **provenance, **res}
     path = out / f"{args.name}{'-quick' if args.quick else ''}.json"
     path.write_text(json.dumps(record, indent=1, default=str))
@@ -160,6 +161,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--resume", action="store_true",
                    help="reuse the results of jobs an interrupted run finished (kept in OUT/.jobs/NAME)")
     p.add_argument("--workers", type=int, default=None, help="processes for the jobs (default: the reproduction's)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="evaluation seeds 0..N-1 instead of the reproduction's own (verdicts use what ran)")
     p.add_argument("--backend", choices=["processes", "ray"], default="processes",
                    help="run the jobs in a local process pool, or as Ray tasks (the 'ray' extra)")
     p.add_argument("--address", default=None, help="with --backend ray: the cluster to join (default: local)")

@@ -26,6 +26,7 @@ class JobSettings:
         label: the name shown in progress lines.
         backend: ``"processes"`` (a local process pool) or ``"ray"`` (Ray tasks, locally or on a cluster).
         address: the Ray cluster to join (``ray.init(address=...)``; None: a local instance).
+        seeds: evaluation seeds, overriding the reproduction's own count (None: its own; see ``configured``).
     """
 
     store: Path | None = None
@@ -34,10 +35,13 @@ class JobSettings:
     label: str = "jobs"
     backend: str = "processes"
     address: str | None = None
+    seeds: int | None = None
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
             raise ValueError(f"JobSettings: backend must be one of {BACKENDS}, got {self.backend!r}.")
+        if self.seeds is not None and self.seeds < 1:
+            raise ValueError(f"JobSettings: seeds must be >= 1, got {self.seeds}.")
 
 
 BACKENDS = ("processes", "ray")
@@ -52,6 +56,20 @@ def job_settings(settings: JobSettings) -> Iterator[None]:
         yield
     finally:
         _settings.reset(token)
+
+
+def configured(cfg: dict) -> dict:
+    """A reproduction's configuration with the command line's ``--seeds N`` applied: its ``"seeds"``
+    entry (a count, a tuple of seeds, or a dict of counts per part) becomes N, seeds 0..N-1, or N for
+    every part. A copy; ``cfg`` is left as it is."""
+    settings = _settings.get() or JobSettings()
+    if settings.seeds is None:
+        return dict(cfg)
+    if "seeds" not in cfg:
+        raise ValueError("--seeds: this reproduction has no seed count to override.")
+    seeds, n = cfg["seeds"], settings.seeds
+    new = {k: n for k in seeds} if isinstance(seeds, dict) else tuple(range(n)) if isinstance(seeds, tuple) else n
+    return {**cfg, "seeds": new}
 
 
 def _key(fn: Callable, job) -> str | None:

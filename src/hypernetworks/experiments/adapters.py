@@ -33,7 +33,7 @@ from ..functional import functional_call
 from ..methods.adapters import AdapterConfig, hyperformer, lora_spec, text_to_lora
 from ..spec import LoRA
 from . import _claims
-from ._common import pyplot, run_jobs, save
+from ._common import configured, pyplot, run_jobs, save
 
 SEEN = {
     "computers": "Is this quote about computers, programmers or software?",
@@ -312,7 +312,7 @@ def _plot(summary, path) -> None:
 
 
 def run(quick: bool, out_dir, log=print) -> dict:
-    cfg = QUICK if quick else FULL
+    cfg = configured(QUICK if quick else FULL)
     cache = out_dir / "adapters_cache.pt"
     start = time.time()
     build_cache(cfg, cache)

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..methods.continual import HyperCL, HyperCLConfig, MultiHead, RegularizedCL
 from . import _claims
-from ._common import pyplot, run_jobs, save
+from ._common import configured, pyplot, run_jobs, save
 from .continual_tasks import batches, permuted_fashion_mnist, split_fashion_mnist
 
 # Paper (reference code chrhenning/hypercl, mnist/train_args_default.py): 2,000 Adam steps per task of
@@ -212,7 +212,7 @@ def _jobs(cfg: dict, seeds, strengths) -> list[tuple]:
 
 
 def run(quick: bool, out_dir, log=print) -> dict:
-    cfg = QUICK if quick else FULL
+    cfg = configured(QUICK if quick else FULL)
     tune = range(cfg["tune_seeds"])
     # 1. sweep every knob on the tuning seeds; 2. run the chosen settings (and the knob-less methods) on all seeds
     sweep = _jobs(cfg, tune, lambda b, m: cfg["grid"][b].get(m, []))

@@ -40,7 +40,7 @@ from torch import nn
 
 from ..layers import DOFAViT
 from . import _claims
-from ._common import pyplot, run_jobs, save
+from ._common import configured, pyplot, run_jobs, save
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "colorwheel", "hubble_deep_field", "immunohistochemistry", "retina",
           "rocket")
@@ -307,7 +307,7 @@ def _plot(rows, path) -> None:
 
 
 def run(quick: bool, out_dir, log=print) -> dict:
-    cfg = QUICK if quick else FULL
+    cfg = configured(QUICK if quick else FULL)
     job_cfg = {k: cfg[k] for k in ("steps", "val_per_class", "test_per_class")}
     sweep = [(kind, combo, lr, 0, job_cfg) for kind, combo in _models() for lr in cfg["lrs"]]
     log(f"dofa: {len(sweep)} seed-0 runs over learning rates {cfg['lrs']}, then {cfg['seeds'] - 1} more seed(s) "

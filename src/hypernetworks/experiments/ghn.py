@@ -48,7 +48,7 @@ from ..methods.ghn import (
 )
 from ..methods.ghn.train import train_images
 from . import _claims
-from ._common import pyplot, run_jobs, save
+from ._common import configured, pyplot, run_jobs, save
 
 # The full run checks the prediction and fine-tuning claims; the out-of-distribution groups, the GHN-3-style
 # and SMASH-style hypernetworks and the search are switched off in it to fit the budget (quick runs them).
@@ -575,7 +575,7 @@ def _choose(sweep: list[dict], cfg: dict) -> dict[str, dict[str, float]]:
 
 def run(quick: bool, out_dir, log=print) -> dict:
     out_dir = Path(out_dir)
-    cfg = QUICK if quick else FULL
+    cfg = configured(QUICK if quick else FULL)
     seeds = cfg["seeds"]
     jobs = [("hyper", cfg, k, d, s, out_dir) for d in DATASETS for k in cfg["kinds"] if k == "ghn" or d == "fmnist"
             for s in range(seeds[d])]

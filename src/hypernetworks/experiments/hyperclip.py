@@ -27,7 +27,7 @@ import torch
 from ..data import load_fashion_mnist
 from ..methods.hyperclip import HyperCLIP, minilm_embeddings, prompts, siglip_loss
 from . import _claims
-from ._common import pyplot, run_jobs, save
+from ._common import configured, pyplot, run_jobs, save
 
 CLASSES = ("T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot")
 SIZES = (3, 4, 5)
@@ -193,7 +193,7 @@ def _plot(summary, path) -> None:
 
 
 def run(quick: bool, out_dir, log=print) -> dict:
-    cfg = QUICK if quick else FULL
+    cfg = configured(QUICK if quick else FULL)
     text = minilm_embeddings(prompts(CLASSES))  # (10, 384), once per run
     wide = matched_width(cfg["width"])
     widths = {"plain": cfg["width"], "plain-matched": wide, "hyperclip": cfg["width"]}

@@ -18,7 +18,7 @@ from ..data import load_fashion_mnist, load_fortunes
 from ..data.fortunes import build_vocab, encode
 from ..layers import SequenceClassifier
 from . import _claims
-from ._common import pyplot, run_jobs, save
+from ._common import configured, pyplot, run_jobs, save
 
 FULL = {"seeds": 3, "steps": 1500, "workers": 2}
 QUICK = {"seeds": 1, "steps": 5, "workers": 1}
@@ -182,7 +182,7 @@ def _plot(summary, path) -> None:
 
 
 def run(quick: bool, out_dir, log=print) -> dict:
-    cfg = QUICK if quick else FULL
+    cfg = configured(QUICK if quick else FULL)
     jobs = [(task, model, seed, cfg["steps"], quick)
             for task in TASKS for model in MIXERS for seed in range(cfg["seeds"])]
     log(f"hypermixer: {len(jobs)} runs of {cfg['steps']} steps, {cfg['workers']} worker process(es), 1 thread each")

@@ -22,7 +22,7 @@ from torch import nn
 from .. import encoders
 from ..methods.rl import ArchPolicy, ArchValue, Plain, PPOConfig, arch_space, evaluate_archs, fit_ppo, num_params
 from . import _claims
-from ._common import pyplot, run_jobs, save
+from ._common import configured, pyplot, run_jobs, save
 
 FULL = {"steps": 512_000, "seeds": 2, "lr": 1e-3, "eval_episodes": 10, "workers": 2}
 QUICK = {"steps": 2_560, "seeds": 1, "lr": 1e-3, "eval_episodes": 2, "workers": 1}
@@ -108,7 +108,7 @@ def _plot(rows, path) -> None:
 
 
 def run(quick: bool, out_dir, log=print) -> dict:
-    cfg = QUICK if quick else FULL
+    cfg = configured(QUICK if quick else FULL)
     jobs = [(kind, seed, cfg) for seed in range(cfg["seeds"]) for kind in ("hyperppo", "ppo")]
     log(f"hyperppo: {len(jobs)} runs, {cfg['workers']} worker process(es), 1 thread each")
     rows = run_jobs(one_run, jobs, cfg["workers"])

@@ -26,7 +26,7 @@ from ..data.fortunes import load_fortunes
 from ..functional import functional_call
 from ..methods.adapters import SteerConfig, add_steering, hypersteer, mean_difference
 from . import _claims
-from ._common import pyplot, run_jobs, save
+from ._common import configured, pyplot, run_jobs, save
 
 TOPICS = {
     "art": "art and artists", "computers": "computers and programming", "cookie": "odd fortune cookie sayings",
@@ -321,7 +321,7 @@ def _plot(summary, path) -> None:
 
 
 def run(quick: bool, out_dir, log=print) -> dict:
-    cfg = QUICK if quick else FULL
+    cfg = configured(QUICK if quick else FULL)
     lm_path = out_dir / f"hypersteer_lm{'_quick' if quick else ''}.pt"
     start = time.time()
     train_lm(cfg, _data(cfg), lm_path)

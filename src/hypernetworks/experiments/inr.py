@@ -21,7 +21,7 @@ from ..data import load_fashion_mnist
 from ..functional import functional_call
 from ..methods.inr import DOH, adapt_sgd, coordinate_grid, hyperplanes, psnr, quantized_bits, siren
 from . import _claims
-from ._common import pyplot, run_jobs, save
+from ._common import configured, pyplot, run_jobs, save
 
 FULL = {"seeds": 3, "steps": 1500, "test_images": 1000, "fit_steps": 2000, "workers": 2}
 QUICK = {"seeds": 1, "steps": 3, "test_images": 20, "fit_steps": 5, "workers": 1}
@@ -223,7 +223,7 @@ def _plot(rows, path) -> None:
 
 
 def run(quick: bool, out_dir, log=print) -> dict:
-    cfg = QUICK if quick else FULL
+    cfg = configured(QUICK if quick else FULL)
     jobs = [("few_shot", m, cfg["steps"], s, cfg["test_images"]) for m in ("maml", "hyperplanes", "full", "universal")
             for s in range(cfg["seeds"])]
     jobs += [("rd", "doh", n, p, cfg["fit_steps"], 0) for n in LATENTS for p in PHOTOS]

@@ -36,7 +36,7 @@ from ..data import load_fashion_mnist
 from ..functional import functional_call
 from ..methods.malmen import MALMEN
 from . import _claims
-from ._common import pyplot, run_jobs, save
+from ._common import configured, pyplot, run_jobs, save
 
 FULL = {"seeds": (0, 1, 2), "ns": (1, 16, 128, 1024), "n_train": 128, "meta_lrs": (1e-3, 3e-3),
         "max_meta_steps": 1200, "check_every": 50, "check_episodes": 4, "patience": 4, "cnn_steps": 800, "width": 4096,
@@ -401,7 +401,7 @@ def _plot(runs, ns, path) -> None:
 
 
 def run(quick: bool, out_dir, log=print) -> dict:
-    cfg = QUICK if quick else FULL
+    cfg = configured(QUICK if quick else FULL)
     shared = {k: v for k, v in cfg.items() if k not in ("seeds", "workers")}
     log(f"malmen: seeds {cfg['seeds']}, N {cfg['ns']}, {len(EDITORS)} editors, meta-training on "
         f"{cfg['n_train']} edits per step (at most {cfg['max_meta_steps']} steps, meta lrs {cfg['meta_lrs']}), "

@@ -15,7 +15,7 @@ from dataclasses import asdict
 import torch
 
 from . import _claims
-from ._common import pyplot, run_jobs, save
+from ._common import configured, pyplot, run_jobs, save
 from .mip_tasks import INIT_GAMMAS, OPTIMIZERS, TASKS, VARIANTS, train_run
 
 FULL = {"seeds": 5, "steps": 500, "optimizers": list(OPTIMIZERS), "tasks": list(TASKS), "workers": 2}
@@ -136,7 +136,7 @@ def _plot(rows: list[dict], path) -> None:
 
 def run(quick: bool, out_dir, log=print) -> dict:
     """Run the grid; write ``mip.json`` and ``mip.png`` into ``out_dir``; return the results."""
-    cfg = QUICK if quick else FULL
+    cfg = configured(QUICK if quick else FULL)
     jobs = [(task, variant, opt, seed, cfg["steps"], quick) for task in cfg["tasks"] for opt in cfg["optimizers"]
             for variant in VARIANTS for seed in range(cfg["seeds"])]
     log(f"mip: {len(jobs)} runs of {cfg['steps']} steps, {cfg['workers']} worker process(es), 1 torch thread each")

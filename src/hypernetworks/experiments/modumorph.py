@@ -23,7 +23,7 @@ import torch
 
 from ..methods.rl import Chain, ConcatContext, ModuMorph, lqr_gain, random_chain, rollout
 from . import _claims
-from ._common import pyplot, run_jobs, save
+from ._common import configured, pyplot, run_jobs, save
 
 FULL = {"train_steps": 2000, "seeds": 3, "states": 1000, "rollouts": 3, "horizon": 300, "workers": 2}
 QUICK = {"train_steps": 20, "seeds": 1, "states": 50, "rollouts": 1, "horizon": 30, "workers": 1}
@@ -172,7 +172,7 @@ def _plot(rows, path) -> None:
 
 
 def run(quick: bool, out_dir, log=print) -> dict:
-    cfg = QUICK if quick else FULL
+    cfg = configured(QUICK if quick else FULL)
     jobs = [(kind, seed, cfg) for seed in range(cfg["seeds"]) for kind in ("modumorph", "concat")]
     log(f"modumorph: {len(jobs)} runs, {cfg['workers']} worker process(es), 1 thread each")
     rows = run_jobs(one_run, jobs, cfg["workers"])

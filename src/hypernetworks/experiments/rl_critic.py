@@ -36,7 +36,7 @@ from ..methods.rl import (
     train,
 )
 from . import _claims
-from ._common import pyplot, run_jobs, save
+from ._common import configured, pyplot, run_jobs, save
 
 FULL = {"envs": {"InvertedPendulum-v5": 15_000, "InvertedDoublePendulum-v5": 20_000}, "algos": ("td3",),
         "seeds": (0, 1, 2, 3, 4), "tuning_seeds": (100,), "lrs": (3e-4, 1e-3, 3e-3), "start_steps": 1000,
@@ -209,7 +209,7 @@ def _plot(rows, path) -> None:
 
 
 def run(quick: bool, out_dir, log=print) -> dict:
-    cfg = QUICK if quick else FULL
+    cfg = configured(QUICK if quick else FULL)
     if set(cfg["seeds"]) & set(cfg["tuning_seeds"]):
         raise ValueError(f"rl-critic: tuning seeds {cfg['tuning_seeds']} must differ from evaluation seeds "
                          f"{cfg['seeds']}.")

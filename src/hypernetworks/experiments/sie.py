@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from ..data import load_fashion_mnist
 from ..methods.sie import SIE, predictor_sensitivity
 from . import _claims
-from ._common import pyplot, run_jobs, save
+from ._common import configured, pyplot, run_jobs, save
 
 FULL = {"seeds": 5, "steps": 1000, "batch": 128, "lrs": (1e-3, 2e-3, 4e-3, 8e-3), "width": 8, "val": 10000,
         "probe_train": 5000, "probe_test": 2000, "probe_steps": 800, "workers": 1}
@@ -262,7 +262,7 @@ def _plot(summary, path) -> None:
 
 
 def run(quick: bool, out_dir, log=print) -> dict:
-    cfg = QUICK if quick else FULL
+    cfg = configured(QUICK if quick else FULL)
     sweep_jobs = [(kind, lr, 0, cfg) for kind in MODELS for lr in cfg["lrs"]]
     log(f"sie: learning-rate sweep, {len(sweep_jobs)} runs of {cfg['steps']} steps (seed 0), "
         f"{cfg['workers']} worker process(es), 1 thread each")
