@@ -54,7 +54,7 @@ CENTRE_COMBOS = ((2,), (3, 6), (0, 2, 6, 8))  # with held-out centres
 SEEN_COMBOS = ((4,), (1, 7), (0, 3, 8), (1, 4, 5, 7))  # drawable in training, for reference
 SPLITS = {"train": (0.0, 0.6), "val": (0.6, 0.75), "test": (0.75, 1.0)}  # column ranges
 SIZE, PATCH, DIM, BATCH, MAX_BANDS, VAL_COMBOS = 32, 8, 64, 64, 4, 12
-FULL = {"seeds": 5, "steps": 3000, "lrs": (3e-4, 1e-3, 3e-3), "val_per_class": 40, "test_per_class": 60,
+FULL = {"seeds": 5, "steps": 1000, "lrs": (3e-4, 1e-3, 3e-3), "val_per_class": 40, "test_per_class": 60,
         "workers": 2}
 QUICK = {"seeds": 1, "steps": 3, "lrs": (1e-3, 3e-3), "val_per_class": 2, "test_per_class": 3, "workers": 1}
 MARGIN = 0.05  # "close to a dedicated model": at most 5 points below it
