@@ -32,14 +32,14 @@ from ..methods.rl import (
     build_critic,
     collect_states,
     evaluate,
+    fit,
     gradient_probe,
-    train,
 )
 from . import _claims
 from ._common import configured, pyplot, run_jobs, save
 
-FULL = {"envs": {"InvertedPendulum-v5": 15_000, "InvertedDoublePendulum-v5": 20_000}, "algos": ("td3",),
-        "seeds": (0, 1, 2, 3, 4), "tuning_seeds": (100,), "lrs": (3e-4, 1e-3, 3e-3), "start_steps": 1000,
+FULL = {"envs": {"InvertedPendulum-v5": 15_000, "InvertedDoublePendulum-v5": 12_000}, "algos": ("td3",),
+        "seeds": (0, 1, 2, 3, 4), "tuning_seeds": (100,), "lrs": (3e-4, 1e-3), "start_steps": 1000,
         "eval_every": 1000, "eval_episodes": 3, "final_episodes": 10, "probe_states": 32, "probe_horizon": 200,
         "batch_size": 256, "workers": 2}
 QUICK = {"envs": {"InvertedPendulum-v5": 120, "InvertedDoublePendulum-v5": 120}, "algos": ("td3", "sac"),
@@ -87,9 +87,9 @@ def _agent(algo: str, critic: NetConfig, state_dim: int, action_dim: int, lr: fl
 
 
 def one_run(job) -> dict:
-    """One training run; ``job = (env_id, algo, kind, seed, lr, probe, cfg)`` (``probe``: run the
+    """One training run; ``job = (env_id, steps, algo, kind, seed, lr, probe, cfg)`` (``probe``: run the
     gradient probe at mid-training and at the end)."""
-    env_id, algo, kind, seed, lr, probe_on, cfg = job
+    env_id, steps, algo, kind, seed, lr, probe_on, cfg = job
     torch.set_num_threads(1)
     import gymnasium as gym
 
@@ -97,7 +97,6 @@ def one_run(job) -> dict:
     state_dim, action_dim = space.observation_space.shape[0], space.action_space.shape[0]
     critic = critic_config(kind, state_dim, action_dim, seed)
     agent = _agent(algo, critic, state_dim, action_dim, lr, cfg, seed)
-    steps = cfg["envs"][env_id]
     probe_at = {steps // 2 // cfg["eval_every"] * cfg["eval_every"], steps} if probe_on else set()
 
     def probe(t, agent, env):
@@ -107,7 +106,7 @@ def one_run(job) -> dict:
         return {"step": t, **gradient_probe(agent, env, snaps, gamma=GAMMA, horizon=cfg["probe_horizon"])}
 
     start = time.perf_counter()
-    out = train(agent, env_id, steps, seed=seed, start_steps=cfg["start_steps"], eval_every=cfg["eval_every"],
+    out = fit(agent, env_id, steps, seed=seed, start_steps=cfg["start_steps"], eval_every=cfg["eval_every"],
                 eval_episodes=cfg["eval_episodes"], batch_size=cfg["batch_size"], on_eval=probe)
     final = evaluate(agent, out["env"], cfg["final_episodes"], seed=50_000 + seed)
     xs, ys = out["steps"], out["returns"]
@@ -213,16 +212,19 @@ def run(quick: bool, out_dir, log=print) -> dict:
     if set(cfg["seeds"]) & set(cfg["tuning_seeds"]):
         raise ValueError(f"rl-critic: tuning seeds {cfg['tuning_seeds']} must differ from evaluation seeds "
                          f"{cfg['seeds']}.")
-    keys = [(env_id, algo, kind) for env_id in cfg["envs"] for algo in cfg["algos"] for kind in KINDS]
-    # a run's stored result depends only on its own settings, not on which seeds or rates the others use
-    each = {k: v for k, v in cfg.items() if k not in ("seeds", "tuning_seeds", "lrs", "workers")}
-    sweep = [(*k, seed, lr, False, each) for seed in cfg["tuning_seeds"] for k in keys for lr in cfg["lrs"]]
-    log(f"rl-critic: learning-rate sweep, {len(sweep)} runs on tuning seeds {cfg['tuning_seeds']}")
-    tuning = run_jobs(one_run, sweep, cfg["workers"])
-    chosen = choose_lrs(tuning)
-    jobs = [(*k, seed, chosen[k], True, each) for seed in cfg["seeds"] for k in keys]  # whole seeds first
-    log(f"rl-critic: {len(jobs)} evaluation runs on seeds {cfg['seeds']} at the chosen rates")
-    rows = run_jobs(one_run, jobs, cfg["workers"])
+    # a run's stored result depends only on its own settings, not on which envs, seeds or rates the others use
+    each = {k: v for k, v in cfg.items() if k not in ("envs", "seeds", "tuning_seeds", "lrs", "workers")}
+    tuning, rows, chosen = [], [], {}
+    for env_id, steps in cfg["envs"].items():  # one env after the other, each swept then evaluated
+        keys = [(env_id, algo, kind) for algo in cfg["algos"] for kind in KINDS]
+        sweep = [(env_id, steps, *k[1:], seed, lr, False, each) for seed in cfg["tuning_seeds"] for k in keys
+                 for lr in cfg["lrs"]]
+        log(f"rl-critic: {env_id}: learning-rate sweep, {len(sweep)} runs on tuning seeds {cfg['tuning_seeds']}")
+        tuning += run_jobs(one_run, sweep, cfg["workers"])
+        chosen |= choose_lrs([r for r in tuning if r["env"] == env_id])
+        jobs = [(env_id, steps, *k[1:], seed, chosen[k], True, each) for seed in cfg["seeds"] for k in keys]
+        log(f"rl-critic: {env_id}: {len(jobs)} evaluation runs on seeds {cfg['seeds']} at the chosen rates")
+        rows += run_jobs(one_run, jobs, cfg["workers"])
     rows.sort(key=lambda r: (r["env"], r["algo"], r["critic"] != "mlp", r["seed"]))
     plot = out_dir / "rl-critic.png"
     _plot(rows, plot)
