@@ -39,9 +39,9 @@ from . import _claims
 from ._common import configured, pyplot, run_jobs, save
 
 FULL = {"seeds": (0, 1, 2), "ns": (1, 16, 128, 1024), "n_train": 128, "meta_lrs": (1e-3, 3e-3),
-        "max_meta_steps": 1200, "check_every": 50, "check_episodes": 4, "patience": 4, "cnn_steps": 800, "width": 4096,
+        "max_meta_steps": 800, "check_every": 50, "check_episodes": 4, "patience": 3, "cnn_steps": 600, "width": 4096,
         "pools": {"meta": 4000, "val": 5000, "val_loc": 500, "test": 8000, "test_loc": 1000},
-        "val_episodes": {1: 16, 16: 6, 128: 3, 1024: 2}, "test_episodes": {1: 30, 16: 20, 128: 8, 1024: 4},
+        "val_episodes": {1: 8, 16: 6, 128: 3, 1024: 2}, "test_episodes": {1: 20, 16: 20, 128: 8, 1024: 4},
         "ft_lrs": (1e-4, 3e-4, 1e-3), "ft_steps": (10, 20, 40, 80), "workers": 2}
 QUICK = {"seeds": (0, 1), "ns": (1, 16), "n_train": 8, "meta_lrs": (1e-3,), "max_meta_steps": 4, "check_every": 2,
          "check_episodes": 1, "patience": 1, "cnn_steps": 10, "width": 256,
