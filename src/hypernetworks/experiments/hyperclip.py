@@ -32,7 +32,7 @@ from ._common import configured, pyplot, run_jobs, save
 CLASSES = ("T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot")
 SIZES = (3, 4, 5)
 SPLIT_SEED = 12345  # the validation images are the same for every run
-FULL = {"seeds": 5, "steps": 1500, "batch": 128, "lrs": (1e-3, 2e-3, 4e-3), "eval_subsets": 40, "per_class": 100,
+FULL = {"seeds": 5, "steps": 1000, "batch": 128, "lrs": (1e-3, 2e-3, 4e-3), "eval_subsets": 40, "per_class": 100,
         "workers": 1, "width": 8, "held_out": 0.25, "val_subsets": 0.15, "val_per_class": 1000}
 QUICK = {"seeds": 2, "steps": 10, "batch": 32, "lrs": (1e-3, 2e-3), "eval_subsets": 3, "per_class": 10, "workers": 1,
          "width": 8, "held_out": 0.25, "val_subsets": 0.15, "val_per_class": 100}
