@@ -42,9 +42,9 @@ from ..methods.ghn import (
     Net,
     TrainConfig,
     build_graph,
+    fit,
     recompute_bn_stats,
     save_checkpoint,
-    train_ghn,
 )
 from ..methods.ghn.train import train_images
 from . import _claims
@@ -54,11 +54,11 @@ from ._common import configured, pyplot, run_jobs, save
 # and SMASH-style hypernetworks and the search are switched off in it to fit the budget (quick runs them).
 FULL = {"seeds": {"fmnist": 3, "mnist": 5}, "steps": 1000, "mnist_steps": 600, "archs": 300, "meta_batch": 8,
         "test_images": 2000, "unseen": 10, "seen": 5, "ood_each": 0, "torchvision": (), "kinds": ("ghn",),
-        "adam_steps": (1, 2, 5, 10, 20, 50, 100), "lrs": (0.01, 0.03, 0.1), "epoch_share": 1.0, "search": 0,
-        "search_steps": 200, "search_runs": 2, "top_k": 5, "workers": 2}
+        "adam_steps": (1, 2, 5, 10, 20, 50, 100), "tuned": {"fmnist": 5, "mnist": 10}, "lrs": (0.01, 0.03, 0.1),
+        "epoch_share": 1.0, "search": 0, "search_steps": 200, "search_runs": 2, "top_k": 5, "workers": 2}
 QUICK = {"seeds": {"fmnist": 2, "mnist": 1}, "steps": 4, "mnist_steps": 2, "archs": 6, "meta_batch": 2,
          "test_images": 200, "unseen": 3, "seen": 1, "ood_each": 0, "torchvision": ("vit",),
-         "kinds": ("ghn", "ghn3", "smash"), "adam_steps": (1, 5),
+         "kinds": ("ghn", "ghn3", "smash"), "adam_steps": (1, 5), "tuned": {"fmnist": 2, "mnist": 3},
          "lrs": (0.01, 0.1), "epoch_share": 0.01, "search": 4, "search_steps": 5, "search_runs": 1, "top_k": 2,
          "workers": 1}
 SIDE, LR, BATCH, NOISE, NORMS = 7, 1e-3, 32, 0.1, ("bn",)
@@ -104,9 +104,11 @@ def _architectures(cfg: dict, dataset: str, seed: int = 0) -> list[tuple[str, nn
     return archs
 
 
-def _unseen(cfg: dict, dataset: str) -> list[int]:
-    """Indices (into ``_architectures``) of the unseen in-distribution architectures (also fine-tuned)."""
-    return [i for i, (group, _) in enumerate(_architectures(cfg, dataset)) if group == "unseen"]
+def _tuned(cfg: dict, dataset: str) -> list[int]:
+    """Indices (into ``_architectures``) of the unseen architectures fine-tuned for one epoch: the first
+    ``cfg["tuned"][dataset]`` of them."""
+    return [i for i, (group, _) in enumerate(_architectures(cfg, dataset)) if group == "unseen"][
+        :cfg["tuned"][dataset]]
 
 
 def _search_space(cfg: dict) -> list[nn.Module]:
@@ -217,12 +219,12 @@ def _hyper_job(cfg: dict, kind: str, dataset: str, seed: int, out_dir) -> dict:
                        images=len(d["train"][0]), seed=seed, norms=",".join(NORMS))
     pool = ArchPool.sample(cfg["archs"], 0, SIDE, norms=NORMS)  # one pool for all seeds: seeds vary init, data order
     start = time.perf_counter()
-    train_ghn(model, pool, d["train"], tcfg)
+    fit(model, pool, d["train"], tcfg)
     train_seconds = time.perf_counter() - start
     if (kind, dataset, seed) == ("ghn", "fmnist", 0):
         save_checkpoint(out_dir / "ghn_seed0.pt", model, train_config=tcfg)
     model.eval()
-    rows, tuned, keep = [], {}, set(_unseen(cfg, dataset))
+    rows, tuned, keep = [], {}, set(_tuned(cfg, dataset))
     for i, (group, net) in enumerate(_architectures(cfg, dataset, seed)):
         g = build_graph(net, torch.zeros(1, 1, SIDE, SIDE))
         with torch.no_grad():
@@ -260,7 +262,7 @@ def _epoch_job(cfg: dict, dataset: str, seed: int, init: str, lr: float, params:
     d = _data(dataset, cfg["test_images"])
     archs = _architectures(cfg, dataset, seed)
     rows = []
-    for i in _unseen(cfg, dataset):
+    for i in _tuned(cfg, dataset):
         net = _fill(archs[i][1], params[i], NOISE, 300 + 1000 * seed + i) if init == "predicted" else archs[i][1]
         res = _sgd_epoch(net, d, lr, 200 + 1000 * seed + i, cfg["epoch_share"])
         rows.append({"arch": i, "dataset": dataset, "seed": seed, "init": init, "lr": lr, **res})
@@ -399,7 +401,7 @@ def _finetune_table(ft: dict[str, dict], cfg: dict) -> str:
                          f"{_sd(u):<3.1f}   {val:<34}{s['chosen_lr'][init]:>6g}"
                          + "".join(f"{e[k]:>10.1f}" if k in e else f"{'-':>10}" for k in early)
                          + f"{statistics.mean(t):>9.1f}±{_sd(t):<4.1f}")
-    lines.append(f"(test accuracy %, mean over the n unseen architectures, ± sd of the seed means; one epoch "
+    lines.append(f"(test accuracy %, mean over the first n unseen architectures, ± sd of the seed means; one epoch "
                  f"of SGD (momentum {MOMENTUM}, batch {EPOCH_BATCH}, clip 5, constant rate) from the GHN-2's "
                  f"predicted parameters ({NOISE} relative noise on tiled channels only) or from this seed's random "
                  f"init, same data order; 'val': seed-0 validation accuracy after one epoch at each rate, which "
