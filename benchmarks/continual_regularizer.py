@@ -22,7 +22,7 @@ def learner_with(num_earlier: int, head: str) -> HyperCL:
         {"head": "full", "hidden": (100, 100)}
     learner = HyperCL(target, num_tasks=num_earlier + 1, embedding_dim=8, **kwargs)
     with torch.no_grad():
-        learner.targets.copy_(learner.generated(torch.arange(num_earlier + 1)) + 0.01)
+        learner.targets.copy_(learner.hnet.spec.flatten(learner.generate(torch.arange(num_earlier + 1))) + 0.01)
         learner.learned[:num_earlier] = True
     return learner
 
@@ -34,7 +34,8 @@ def steps_for(learner: HyperCL, n: int):
         learner.regularizer(n).backward()
 
     def loop():
-        total = sum((learner.generated(torch.tensor([t])) - learner.targets[t]).square().sum() for t in range(n)) / n
+        total = sum((learner.hnet.spec.flatten(learner.generate(torch.tensor([t]))) - learner.targets[t]).square().sum()
+                    for t in range(n)) / n
         total.backward()
 
     return batched, loop

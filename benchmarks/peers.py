@@ -207,7 +207,7 @@ def row_regulariser(steps, earlier: int):
 
     learner = HyperCL(mlp([64, 100, 100, 10]), num_tasks=earlier + 1, embedding_dim=8, hidden=(100, 100))
     with torch.no_grad():
-        learner.targets.copy_(learner.generated(torch.arange(earlier + 1)))
+        learner.targets.copy_(learner.hnet.spec.flatten(learner.generate(torch.arange(earlier + 1))))
         learner.learned[:earlier] = True
 
     def ours_loss():

@@ -28,18 +28,23 @@ def loader(task, batch=32):
     return [(x[i:i + batch], y[i:i + batch]) for i in range(0, len(x), batch)]
 
 
+def flat(learner, ids):
+    """(T, P) flat weights the learner generates for task ``ids`` (T,)."""
+    return learner.hnet.spec.flatten(learner.generate(ids))
+
+
 def test_regulariser_is_batched_mean_over_earlier_tasks():
     torch.manual_seed(0)
     learner = HyperCL(target(), num_tasks=4, hidden=(8,))
     tasks = digits_tasks()
-    learner.fit_task(loader(tasks[0]), 0, steps=3)
-    learner.fit_task(loader(tasks[1]), 1, steps=3)
-    with torch.no_grad():  # targets are snapshotted at the start of fit_task; move away from them
-        learner.targets.copy_(learner.generated(torch.arange(4)) + torch.randn(4, learner.hnet.num_generated))
-    loop = sum((learner.generated(torch.tensor([t])) - learner.targets[t]).square().sum() for t in (0, 1)) / 2
+    learner.fit(loader(tasks[0]), 0, steps=3)
+    learner.fit(loader(tasks[1]), 1, steps=3)
+    with torch.no_grad():  # targets are snapshotted at the start of fit; move away from them
+        learner.targets.copy_(flat(learner, torch.arange(4)) + torch.randn(4, learner.hnet.num_generated))
+    loop = sum((flat(learner, torch.tensor([t])) - learner.targets[t]).square().sum() for t in (0, 1)) / 2
     torch.testing.assert_close(learner.regularizer(task_id=2), loop)
     assert learner.regularizer(task_id=0).item() == pytest.approx(
-        (learner.generated(torch.tensor([1])) - learner.targets[1]).square().sum().item(), rel=1e-5)
+        (flat(learner, torch.tensor([1])) - learner.targets[1]).square().sum().item(), rel=1e-5)
 
 
 def test_output_regulariser_protects_earlier_tasks_and_beta_zero_forgets():
@@ -48,15 +53,15 @@ def test_output_regulariser_protects_earlier_tasks_and_beta_zero_forgets():
     for beta in (0.0, 1.0):
         torch.manual_seed(0)
         learner = HyperCL(target(), num_tasks=2, hidden=(16,), beta=beta, lr=3e-3)
-        learner.fit_task(loader(tasks[0]), 0, epochs=8)
+        learner.fit(loader(tasks[0]), 0, epochs=8)
         before = learner.hnet.spec.flatten(learner.hnet.generate(torch.tensor(0))).detach().clone()
-        acc_before = (learner.predict(tasks[0][0], 0).argmax(1) == tasks[0][1]).float().mean().item()
-        learner.fit_task(loader(tasks[1]), 1, epochs=8)
+        acc_before = (learner(tasks[0][0], 0).argmax(1) == tasks[0][1]).float().mean().item()
+        learner.fit(loader(tasks[1]), 1, epochs=8)
         after = learner.hnet.spec.flatten(learner.hnet.generate(torch.tensor(0)))
         drift[beta] = (after - before).norm().item() / before.norm().item()
-        acc[beta] = (learner.predict(tasks[0][0], 0).argmax(1) == tasks[0][1]).float().mean().item()
+        acc[beta] = (learner(tasks[0][0], 0).argmax(1) == tasks[0][1]).float().mean().item()
         assert acc_before > 0.95
-        assert (learner.predict(tasks[1][0], 1).argmax(1) == tasks[1][1]).float().mean() > 0.95
+        assert (learner(tasks[1][0], 1).argmax(1) == tasks[1][1]).float().mean() > 0.95
     assert drift[1.0] < drift[0.0] / 5
     assert acc[1.0] > 0.95
 
@@ -66,7 +71,7 @@ def test_only_the_current_task_embedding_moves():
     learner = HyperCL(target(), num_tasks=3, hidden=(8,))
     table = learner.hnet.encoder.table.weight
     before = table.detach().clone()
-    learner.fit_task(loader(digits_tasks()[0]), 1, steps=5)
+    learner.fit(loader(digits_tasks()[0]), 1, steps=5)
     assert torch.equal(table[0], before[0]) and torch.equal(table[2], before[2])
     assert not torch.equal(table[1], before[1])
     assert learner.learned_tasks == [1]
@@ -89,14 +94,14 @@ def test_checkpoint_mid_sequence_gives_identical_predictions(tmp_path):
     torch.manual_seed(0)
     tasks = digits_tasks()
     learner = HyperCL(target(), num_tasks=3, hidden=(8,), lookahead=True)
-    learner.fit_task(loader(tasks[0]), 0, steps=10)
-    learner.fit_task(loader(tasks[1]), 1, steps=10)
+    learner.fit(loader(tasks[0]), 0, steps=10)
+    learner.fit(loader(tasks[1]), 1, steps=10)
     torch.save(learner.state_dict(), tmp_path / "cl.pt")
     fresh = HyperCL(target(), num_tasks=3, hidden=(8,), lookahead=True)
     fresh.load_state_dict(torch.load(tmp_path / "cl.pt"))
     x = tasks[1][0]
-    assert torch.equal(fresh.predict(x, 1), learner.predict(x, 1))
-    assert torch.equal(fresh.predict(x), learner.predict(x))  # inferred task
+    assert torch.equal(fresh(x, 1), learner(x, 1))
+    assert torch.equal(fresh(x), learner(x))  # inferred task
     assert fresh.learned_tasks == [0, 1]
     torch.testing.assert_close(fresh.regularizer(2), learner.regularizer(2))
 
@@ -107,14 +112,14 @@ def test_infer_task_and_errors():
     with pytest.raises(RuntimeError, match="no task has been learned"):
         learner.infer_task(torch.randn(2, 64))
     tasks = digits_tasks()
-    learner.fit_task(loader(tasks[0]), 0, steps=20)
-    learner.fit_task(loader(tasks[1]), 2, steps=20)
+    learner.fit(loader(tasks[0]), 0, steps=20)
+    learner.fit(loader(tasks[1]), 2, steps=20)
     ids = learner.infer_task(torch.cat([tasks[0][0], tasks[1][0]]))
     assert set(ids.tolist()) <= {0, 2}
     with pytest.raises(ValueError, match=r"task_id must lie in \[0, 3\)"):
-        learner.fit_task(loader(tasks[0]), 3, steps=1)
+        learner.fit(loader(tasks[0]), 3, steps=1)
     with pytest.raises(ValueError, match="exactly one of epochs and steps"):
-        learner.fit_task(loader(tasks[0]), 0)
+        learner.fit(loader(tasks[0]), 0)
     with pytest.raises(ValueError, match="head must be one of"):
         HyperCLConfig(head="perlayer")
 
@@ -126,7 +131,7 @@ def test_ewc_penalty_matches_the_explicit_sum():
     tasks = digits_tasks()
     anchors, fishers = [], []
     for t in range(2):
-        learner.fit_task(loader(tasks[t]), t, steps=5)
+        learner.fit(loader(tasks[t]), t, steps=5)
         anchors.append({n: p.detach().clone() for n, p in model.named_parameters()})
         fishers.append({n: w.clone() for n, w in learner.importance.items()})
     fishers[1] = {n: fishers[1][n] - fishers[0][n] for n in fishers[0]}
@@ -152,7 +157,7 @@ def test_si_and_online_ewc_penalties_are_anchored():
         torch.manual_seed(0)
         model = target()
         learner = RegularizedCL(model, method, strength=10.0 if method == "si" else 1e4)
-        learner.fit_task(loader(tasks[0]), 0, epochs=3)
+        learner.fit(loader(tasks[0]), 0, epochs=3)
         assert learner.penalty().abs().item() < 1e-3  # zero at the anchor
         with torch.no_grad():
             for p in model.parameters():
@@ -169,5 +174,5 @@ def test_multi_head_with_per_example_task_ids():
     for i in range(5):
         torch.testing.assert_close(out[i], model(x[i:i + 1], int(ids[i]))[0])
     with pytest.raises(ValueError, match="needs task_id"):
-        RegularizedCL(model, multi_head=True).predict(x)
+        RegularizedCL(model, multi_head=True)(x)
 

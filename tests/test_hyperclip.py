@@ -59,11 +59,11 @@ def test_starts_as_the_plain_model():
     torch.testing.assert_close(hyper(x, texts(4)), plain(x, texts(4)))
 
 
-def test_specialize_gives_a_plain_equivalent_classifier():
+def test_materialize_gives_a_plain_equivalent_classifier():
     torch.manual_seed(0)
     model = trained_like(HyperCLIP(text_dim=D))
     x, t = torch.rand(7, 1, 28, 28), texts(5)
-    clf = model.specialize(t)
+    clf = model.materialize(t)
     assert isinstance(clf, ZeroShotClassifier) and isinstance(clf.encoder, nn.Sequential)
     assert not any(isinstance(m, HyperCLIP) for m in clf.modules())
     torch.testing.assert_close(clf(x), model(x, t))
@@ -71,7 +71,7 @@ def test_specialize_gives_a_plain_equivalent_classifier():
     fresh.load_state_dict(clf.encoder.state_dict())  # loads into a target built without the library
     # the generated norms differ from the shared θ0, and the model itself is unchanged
     assert not torch.allclose(clf.encoder[1].weight, model.image_encoder[1].weight)
-    torch.testing.assert_close(model.specialize(t)(x), clf(x))
+    torch.testing.assert_close(model.materialize(t)(x), clf(x))
 
 
 def test_classifier_depends_on_the_set_not_its_order_or_padding():
@@ -80,8 +80,8 @@ def test_classifier_depends_on_the_set_not_its_order_or_padding():
     x, t = torch.rand(4, 1, 28, 28), texts(4)
     perm = torch.tensor([2, 0, 3, 1])
     torch.testing.assert_close(model(x, t[perm]), model(x, t)[:, perm])
-    other = model.specialize(texts(4, seed=1)).encoder
-    assert not torch.allclose(other(x), model.specialize(t).encoder(x))
+    other = model.materialize(texts(4, seed=1)).encoder
+    assert not torch.allclose(other(x), model.materialize(t).encoder(x))
     example = TextSet(D, 6, 8).example(5)
     assert example.shape == (5, 6, D) and (example.abs().sum(-1) > 0).sum(1).min() >= 1  # random set sizes
 

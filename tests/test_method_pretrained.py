@@ -9,9 +9,13 @@ from torch import nn
 
 from hypernetworks import methods
 from hypernetworks.methods.adapters import GeneratedAdapters
+from hypernetworks.methods.continual import HyperCL
+from hypernetworks.methods.ghn import GHN, build_graph
+from hypernetworks.methods.hyperclip import HyperCLIP
 from hypernetworks.methods.inr import DOH, siren
 from hypernetworks.methods.malmen import MALMEN
 from hypernetworks.methods.rl import ArchPolicy, ModuMorph
+from hypernetworks.methods.sie import SIE
 
 
 def mlp(width=16, seed=0):
@@ -31,6 +35,18 @@ def malmen(target):
     return editor
 
 
+def hypercl(target):
+    learner = HyperCL(target, num_tasks=3, hidden=(8,), include=["0.*", "2.weight"])
+    gen = torch.Generator().manual_seed(3)
+    learner.fit([(torch.randn(4, 8, generator=gen), torch.randint(0, 4, (4,), generator=gen))], 1, steps=2)
+    return learner  # trained on task 1: the regulariser's targets and the learned flags are state too
+
+
+def ghn_out(ghn, target):
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    return ghn([build_graph(net, torch.zeros(1, 1, 8, 8))])[0]["3.weight"]
+
+
 # name: (build(target or None), fresh target(seed, width) or None, outputs(obj, target))
 CASES = {
     "malmen": (malmen, mlp, malmen_out),
@@ -43,6 +59,15 @@ CASES = {
             lambda m, t: m(torch.rand(10, 2, generator=torch.Generator().manual_seed(4)))),
     "hyperppo": (lambda t: ArchPolicy(in_dim=4, out_dim=2, archs=[(2,), (4, 2)], hidden=(8,)), None,
                  lambda m, t: m(torch.randn(2, 4, generator=torch.Generator().manual_seed(4)), torch.tensor([0, 1]))),
+    "hypercl": (hypercl, mlp, lambda m, t: m(torch.randn(3, 8, generator=torch.Generator().manual_seed(4)), 1)),
+    "ghn": (lambda t: GHN(hidden=16, decoder_hidden=16), None, ghn_out),
+    "sie": (lambda t: SIE(width=4), None,
+            lambda m, t: m.loss(*torch.rand(2, 4, 1, 28, 28, generator=torch.Generator().manual_seed(4)),
+                                torch.randn(4, 2, generator=torch.Generator().manual_seed(5)))[0]),
+    "hyperclip": (lambda t: HyperCLIP(text_dim=8, width=8, groups=2), None,
+                  lambda m, t: m(torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(4)),
+                                 torch.nn.functional.normalize(torch.randn(2, 8, generator=torch.Generator()
+                                                                           .manual_seed(5)), dim=-1))),
     "modumorph": (lambda t: ModuMorph(d_model=8, heads=2), None,
                   lambda m, t: m(torch.randn(2, 3, 2, generator=torch.Generator().manual_seed(4)),
                                  torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(5)),
@@ -75,7 +100,7 @@ def test_round_trip_is_bit_exact(name, tmp_path):
     a, b = obj.state_dict(), loaded.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
     assert not loaded.training  # in eval mode, as transformers' from_pretrained
-    assert torch.equal(outputs(loaded, again), outputs(obj, target))
+    assert torch.equal(outputs(loaded, again), outputs(obj.eval(), target))
 
 
 def test_adapters_store_no_tensor_of_the_frozen_model(tmp_path):
@@ -106,4 +131,4 @@ def test_every_registered_class_with_trained_state_can_be_saved():
 
     classes = {m: methods.get_method(m).builder for m in methods.list_methods()}
     savable = sorted(n for n, c in classes.items() if isinstance(c, type) and issubclass(c, Pretrained))
-    assert {"malmen", "doh", "hyperppo", "modumorph"} <= set(savable)
+    assert {"continual", "doh", "ghn2", "hyperclip", "hyperppo", "malmen", "modumorph", "sie"} <= set(savable)

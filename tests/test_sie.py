@@ -90,10 +90,10 @@ def test_loss_terms_and_gradients():
     vicreg = SIE(width=4, split=False, predictor="none", inv_dim=16)
     loss, terms = vicreg.loss(x1, x2, g)
     assert terms["equi"] == 0 and vicreg.parts(x1)[1].shape == (8, 0)
-    with pytest.raises(ValueError, match="SIE.predict: this model has no predictor"):
-        vicreg.predict(torch.randn(8, 64), g)
+    with pytest.raises(ValueError, match="SIE.transform_embedding: this model has no predictor"):
+        vicreg.transform_embedding(torch.randn(8, 64), g)
     with pytest.raises(ValueError, match=r"SIE: g should have shape \(B, 2\)"):
-        sie.predict(torch.randn(8, 64), g[:4])
+        sie.transform_embedding(torch.randn(8, 64), g[:4])
 
 
 def test_sensitivity_detects_a_predictor_that_ignores_g():

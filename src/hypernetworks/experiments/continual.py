@@ -66,7 +66,8 @@ def learner(bench, method: str, strength: float | None, seed: int) -> nn.Module:
 
 
 def _accuracy(model, x: torch.Tensor, y: torch.Tensor, task_id: int) -> float:
-    return (model.predict(x, task_id).argmax(1) == y).float().mean().item()
+    with torch.no_grad():
+        return (model(x, task_id).argmax(1) == y).float().mean().item()
 
 
 _benchmarks: dict = {}
@@ -84,7 +85,7 @@ def _run(job) -> dict:
     model = learner(bench, method, strength, seed)
     matrix, start = [], time.time()
     for t, task in enumerate(bench.tasks):
-        model.fit_task(batches(task, BATCH, seed * 100 + t), t, steps=steps)
+        model.fit(batches(task, BATCH, seed * 100 + t), t, steps=steps)
         matrix.append([_accuracy(model, bench.tasks[j].xt, bench.tasks[j].yt, j) for j in range(t + 1)])
     val = [_accuracy(model, task.xv, task.yv, j) for j, task in enumerate(bench.tasks)]
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

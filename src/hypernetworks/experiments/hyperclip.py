@@ -72,7 +72,7 @@ def _accuracy(model, x, index, subsets, text, per_class, gen) -> float:
         cls = torch.tensor(subset)
         pick = index[cls][:, torch.randperm(index.shape[1], generator=gen)[:per_class]]  # (K, per_class)
         labels = torch.arange(len(subset)).repeat_interleave(pick.shape[1])
-        classifier = model.specialize(text[cls])
+        classifier = model.materialize(text[cls])
         with torch.no_grad():
             accs.append((classifier(x[pick.flatten()]).argmax(1) == labels).float().mean().item())
     return statistics.fmean(accs)
@@ -117,7 +117,7 @@ def _run(job) -> dict:
     acc = {"held-out": _accuracy(model, xt, test_index, held_out[:n], text, cfg["per_class"], eval_gen),
            "seen": _accuracy(model, xt, test_index, train_sets[:n], text, cfg["per_class"], eval_gen),
            "10-way": _accuracy(model, xt, test_index, [tuple(range(10))], text, 5 * cfg["per_class"], eval_gen)}
-    encoder = model.specialize(text[:3]).encoder
+    encoder = model.materialize(text[:3]).encoder
     return {"kind": kind, "width": width, "lr": lr, "seed": seed, "val_accuracy": val, "accuracy": acc,
             "train_s": train_s, "ms_per_step": 1000 * train_s / cfg["steps"], "trainable": model.num_trainable,
             "deployed": sum(p.numel() for p in encoder.parameters()), "final_loss": loss.item()}

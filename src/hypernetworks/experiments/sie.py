@@ -137,7 +137,7 @@ def _evaluate(model: SIE, splits: dict, cfg, seed: int) -> dict:
         test, _, gt = pick["test"]
         with torch.no_grad():
             e1, e2 = model.equi_projector(test["equi"][0]), model.equi_projector(test["equi"][1])
-            pred = model.predict(e1, gt)
+            pred = model.transform_embedding(e1, gt)
             out["predictor_r2"] = (1 - (pred - e2).pow(2).sum() / (e2 - e2.mean(0)).pow(2).sum()).item()
         delta = 2 * math.pi * torch.rand(len(gt), generator=gen)
         g2 = torch.stack([delta.cos(), delta.sin()], 1)  # (N, 2) other relative angles

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._fit import Bar, progress_bar
 from .hypercl import batches_for
 
 METHODS = ("finetune", "ewc", "online_ewc", "si")
@@ -64,8 +65,13 @@ class RegularizedCL(nn.Module):
         self.weighted_anchor = {n: None for n in names}  # Σ w_t a_t
         self.constant = {n: None for n in names}  # Σ w_t a_t²
 
-    def _out(self, x, task_id):
-        return self.model(x, task_id) if self.multi_head else self.model(x)
+    def forward(self, x: torch.Tensor, task_id: int | torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (N, C) of ``model``; a multi-head model needs ``task_id`` (an int, or (N,) ids)."""
+        if not self.multi_head:
+            return self.model(x)
+        if task_id is None:
+            raise ValueError("RegularizedCL: a multi-head model needs task_id.")
+        return self.model(x, task_id)
 
     def penalty(self) -> torch.Tensor:
         total = torch.zeros(())
@@ -76,29 +82,32 @@ class RegularizedCL(nn.Module):
         scale = 0.5 * self.strength if self.method in ("ewc", "online_ewc") else self.strength
         return scale * total
 
-    def fit_task(self, loader: Iterable, task_id: int, *, epochs: int | None = None, steps: int | None = None,
-                 loss_fn: Callable = F.cross_entropy, progress=None) -> list[float]:
+    def fit(self, batches: Iterable, task_id: int, *, epochs: int | None = None, steps: int | None = None,
+            loss_fn: Callable = F.cross_entropy, progress: bool | Bar | None = None) -> list[float]:
+        """Learn task ``task_id`` from ``(x, y)`` batches under the weight penalty; returns the task loss per
+        step (exactly one of ``epochs`` / ``steps``; ``progress`` as in ``HyperCL.fit``)."""
         params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
         opt = torch.optim.Adam(params.values(), lr=self.lr, fused=True)
         start = {n: p.detach().clone() for n, p in params.items()}
         path = {n: torch.zeros_like(p) for n, p in params.items()}  # SI's ω
         losses, seen = [], []
-        for x, y in batches_for(loader, epochs, steps):
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(self._out(x, task_id), y)
-            total = loss + self.penalty() if self.method != "finetune" else loss
-            total.backward()
-            before = {n: p.detach().clone() for n, p in params.items()} if self.method == "si" else None
-            opt.step()
-            if before is not None:
-                for n, p in params.items():
-                    if p.grad is not None:
-                        path[n] -= p.grad * (p.detach() - before[n])
-            if len(seen) * len(x) < self.fisher_samples:
-                seen.append((x, y))
-            losses.append(loss.item())
-            if progress is not None:
-                progress.update(1)
+        stream, total_steps = batches_for(batches, epochs, steps)
+        with progress_bar(progress, total_steps, f"task {task_id}") as bar:
+            for x, y in stream:
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(self(x, task_id), y)
+                total = loss + self.penalty() if self.method != "finetune" else loss
+                total.backward()
+                before = {n: p.detach().clone() for n, p in params.items()} if self.method == "si" else None
+                opt.step()
+                if before is not None:
+                    for n, p in params.items():
+                        if p.grad is not None:
+                            path[n] -= p.grad * (p.detach() - before[n])
+                if len(seen) * len(x) < self.fisher_samples:
+                    seen.append((x, y))
+                losses.append(loss.item())
+                bar.update(1)
         if self.method in ("ewc", "online_ewc"):
             self._consolidate(self._fisher(seen, task_id, loss_fn), params)
         elif self.method == "si":
@@ -132,9 +141,3 @@ class RegularizedCL(nn.Module):
 
         grads = torch.func.vmap(torch.func.grad(example_loss), in_dims=(None, 0, 0))(params, x, y)
         return {n: g.square().mean(0) for n, g in grads.items()}
-
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor, task_id: int | torch.Tensor | None = None) -> torch.Tensor:
-        if self.multi_head and task_id is None:
-            raise ValueError("RegularizedCL.predict: a multi-head model needs task_id.")
-        return self._out(x, task_id)

@@ -14,6 +14,7 @@ class HyperCLConfig(DictConfig):
     """von Oswald et al. (ICLR 2020): one hypernetwork, one learned embedding per task."""
 
     num_tasks: int = 5  # how many task embeddings to allocate
+    include: str | list[str] | None = None  # the target's tensors to generate, by ParamSpec rules (None: all)
     embedding_dim: int = 32  # size of each task embedding e_t
     head: str = "full"  # "full" or "chunked"
     hidden: tuple[int, ...] = (50, 50)  # hidden widths of the hypernetwork
@@ -27,6 +28,7 @@ class HyperCLConfig(DictConfig):
 
     def __post_init__(self):
         self.hidden = tuple(self.hidden)
+        self.include = self.include if self.include is None or isinstance(self.include, str) else list(self.include)
         if self.head not in HEADS:
             raise ValueError(f"HyperCLConfig: head must be one of {HEADS}, got {self.head!r}.")
         if self.num_tasks < 1 or self.beta < 0 or self.lr <= 0:

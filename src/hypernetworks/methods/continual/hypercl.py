@@ -26,38 +26,52 @@ from ...encoders import Embedding
 from ...heads import Chunked, Full
 from ...hypernet import HyperNetwork
 from ...spec import ParamSpec
+from .._fit import Bar, progress_bar
+from .._pretrained import Pretrained
 from .config import HyperCLConfig
 
 
-def batches_for(loader: Iterable, epochs: int | None, steps: int | None):
-    """Batches from ``loader`` for ``epochs`` passes, or exactly ``steps`` batches (re-iterating)."""
+def batches_for(batches: Iterable, epochs: int | None, steps: int | None):
+    """Batches from ``batches`` for ``epochs`` passes, or exactly ``steps`` batches (re-iterating), and
+    their number (None when ``batches`` has no length)."""
     if (epochs is None) == (steps is None):
-        raise ValueError(f"fit_task: give exactly one of epochs and steps, got epochs={epochs}, steps={steps}.")
+        raise ValueError(f"fit: give exactly one of epochs and steps, got epochs={epochs}, steps={steps}.")
     if steps is None:
-        return itertools.chain.from_iterable(loader for _ in range(epochs))
-    return itertools.islice(itertools.chain.from_iterable(iter(loader) for _ in itertools.count()), steps)
+        total = epochs * len(batches) if hasattr(batches, "__len__") else None
+        return itertools.chain.from_iterable(batches for _ in range(epochs)), total
+    return itertools.islice(itertools.chain.from_iterable(iter(batches) for _ in itertools.count()), steps), steps
 
 
-class HyperCL(nn.Module):
+class HyperCL(Pretrained, nn.Module):
     """A continual learner whose target network is generated per task.
 
     Args:
-        target: the network to generate (e.g. an MLP classifier); all its parameters are generated.
-        config: a ``HyperCLConfig``; keyword ``overrides`` replace its fields.
-        spec: which tensors to generate (default: all).
+        target: the network to generate (e.g. an MLP classifier); the tensors ``config.include`` selects
+            (default: all its parameters) are generated.
+        config: a ``HyperCLConfig``; keyword ``options`` replace its fields.
 
     Example:
-        >>> learner = HyperCL(nn.Sequential(nn.Linear(784, 100), nn.ReLU(), nn.Linear(100, 2)), num_tasks=5)
-        >>> learner.fit_task(loader_of_task_0, task_id=0, epochs=1)
-        >>> learner.predict(x, task_id=0)  # (N, 2) logits; task_id=None infers the task
+        >>> learner = HyperCL(nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2)), num_tasks=3)
+        >>> task_0 = [(torch.randn(4, 8), torch.randint(0, 2, (4,))) for _ in range(3)]  # (x, y) batches
+        >>> losses = learner.fit(task_0, task_id=0, epochs=1)  # one loss per step
+        >>> learner(torch.randn(5, 8), task_id=0).shape  # logits; task_id=None infers the task
+        torch.Size([5, 2])
+        >>> learner.materialize(0)  # task 0's network, a plain module
+        Sequential(
+          (0): Linear(in_features=8, out_features=16, bias=True)
+          (1): ReLU()
+          (2): Linear(in_features=16, out_features=2, bias=True)
+        )
     """
 
-    def __init__(self, target: nn.Module, config: HyperCLConfig | None = None, spec: ParamSpec | None = None,
-                 **overrides):
+    CONFIG = HyperCLConfig
+
+    def __init__(self, target: nn.Module, config: HyperCLConfig | None = None, **options):
         super().__init__()
-        self.config = cfg = HyperCLConfig.from_dict({**(config or HyperCLConfig()).to_dict(), **overrides})
+        self.config = cfg = HyperCLConfig.build(config, **options)
         head = (Full(hidden=cfg.hidden) if cfg.head == "full"
                 else Chunked(cfg.chunk_size, cfg.chunk_dim, hidden=cfg.hidden))
+        spec = None if cfg.include is None else ParamSpec.from_module(target, include=cfg.include)
         self.hnet = HyperNetwork(target, spec, encoder=Embedding(cfg.num_tasks, cfg.embedding_dim), head=head,
                                  mode="absolute", init=cfg.init, seed=cfg.seed)
         self.register_buffer("targets", torch.zeros(cfg.num_tasks, self.hnet.num_generated))  # h(e_t, Θ*)
@@ -71,7 +85,15 @@ class HyperCL(nn.Module):
         if not 0 <= task_id < self.config.num_tasks:
             raise ValueError(f"HyperCL: task_id must lie in [0, {self.config.num_tasks}), got {task_id}.")
 
-    def generated(self, ids: torch.Tensor, head_params: dict | None = None) -> torch.Tensor:
+    def generate(self, task_id: int | torch.Tensor) -> dict[str, torch.Tensor]:
+        """The target's generated tensors for ``task_id``: ``{name: (*shape)}``, or ``(T, *shape)`` for ids (T,)."""
+        return self.hnet.generate(torch.as_tensor(task_id, device=self.targets.device))
+
+    def materialize(self, task_id: int) -> nn.Module:
+        """Task ``task_id``'s network: a plain copy of the target with its generated weights."""
+        return self.hnet.materialize(torch.as_tensor(task_id, device=self.targets.device))
+
+    def _flat(self, ids: torch.Tensor, head_params: dict | None = None) -> torch.Tensor:
         """(T, P) flat weights generated for task ``ids`` (T,), with the head's parameters replaced if given."""
         z = self.hnet.encoder(ids)
         head = self.hnet.head
@@ -90,18 +112,19 @@ class HyperCL(nn.Module):
         params = None
         if delta is not None:
             params = {n: p + delta[n] if n in delta else p for n, p in self.hnet.head.named_parameters()}
-        return (self.generated(ids, params) - self.targets[ids]).square().sum(-1).mean()
+        return (self._flat(ids, params) - self.targets[ids]).square().sum(-1).mean()
 
-    def fit_task(self, loader: Iterable, task_id: int, *, epochs: int | None = None, steps: int | None = None,
-                 loss_fn: Callable = F.cross_entropy, progress=None) -> list[float]:
+    def fit(self, batches: Iterable, task_id: int, *, epochs: int | None = None, steps: int | None = None,
+            loss_fn: Callable = F.cross_entropy, progress: bool | Bar | None = None) -> list[float]:
         """Learn task ``task_id`` from ``(x, y)`` batches; returns the task loss per step.
 
         Exactly one of ``epochs`` / ``steps``. Earlier tasks are protected by the output regulariser.
+        ``progress``: ``True`` for a progress bar, or a bar to update (``update(n)``).
         """
         self._check_task(task_id)
         cfg = self.config
         with torch.no_grad():  # Θ*: what the hypernetwork generates for every task before this one
-            self.targets.copy_(self.generated(torch.arange(cfg.num_tasks, device=self.targets.device)))
+            self.targets.copy_(self._flat(torch.arange(cfg.num_tasks, device=self.targets.device)))
         table = self.hnet.encoder.table.weight
         frozen_rows = table.detach().clone()
         head_params = dict(self.hnet.head.named_parameters())
@@ -109,28 +132,31 @@ class HyperCL(nn.Module):
         opt = torch.optim.Adam(params, lr=cfg.lr, fused=True)
         cond = torch.tensor(task_id, device=self.targets.device)
         losses = []
-        for x, y in batches_for(loader, epochs, steps):
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(self.hnet(x, cond=cond), y)
-            loss.backward()
-            if cfg.beta > 0 and any(t != task_id for t in self.learned_tasks):
-                delta = _adam_lookahead(opt, head_params) if cfg.lookahead else None
-                (cfg.beta * self.regularizer(task_id, delta)).backward()
-            opt.step()
-            with torch.no_grad():  # only the current task's embedding moves
-                keep = torch.ones(table.shape[0], dtype=torch.bool, device=table.device)
-                keep[task_id] = False
-                table[keep] = frozen_rows[keep]
-            losses.append(loss.item())
-            if progress is not None:
-                progress.update(1)
+        stream, total = batches_for(batches, epochs, steps)
+        with progress_bar(progress, total, f"task {task_id}") as bar:
+            for x, y in stream:
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(self.hnet(x, cond=cond), y)
+                loss.backward()
+                if cfg.beta > 0 and any(t != task_id for t in self.learned_tasks):
+                    delta = _adam_lookahead(opt, head_params) if cfg.lookahead else None
+                    (cfg.beta * self.regularizer(task_id, delta)).backward()
+                opt.step()
+                with torch.no_grad():  # only the current task's embedding moves
+                    keep = torch.ones(table.shape[0], dtype=torch.bool, device=table.device)
+                    keep[task_id] = False
+                    table[keep] = frozen_rows[keep]
+                losses.append(loss.item())
+                bar.update(1)
         self.learned[task_id] = True
         return losses
 
-    def forward(self, x: torch.Tensor, task_id: int | torch.Tensor) -> torch.Tensor:
-        """Target outputs with the weights of ``task_id`` (an int, or (N,) ids per example)."""
-        cond = torch.as_tensor(task_id, device=self.targets.device)
-        return self.hnet(x, cond=cond)
+    def forward(self, x: torch.Tensor, task_id: int | torch.Tensor | None = None) -> torch.Tensor:
+        """Target outputs (N, C) with the weights of ``task_id`` (an int, or (N,) ids per example); with
+        ``task_id=None`` each example uses its inferred task (``infer_task``)."""
+        if task_id is None:
+            task_id = self.infer_task(x)
+        return self.hnet(x, cond=torch.as_tensor(task_id, device=self.targets.device))
 
     @torch.no_grad()
     def infer_task(self, x: torch.Tensor) -> torch.Tensor:
@@ -143,13 +169,6 @@ class HyperCL(nn.Module):
         probs = logits.softmax(-1)
         entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1)  # (T, N)
         return ids[entropy.argmin(0)]
-
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor, task_id: int | torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (N, C); with ``task_id=None`` each example uses its inferred task."""
-        if task_id is None:
-            task_id = self.infer_task(x)
-        return self(x, task_id)
 
 
 def _adam_lookahead(opt: torch.optim.Adam, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

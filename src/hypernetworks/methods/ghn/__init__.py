@@ -26,16 +26,16 @@ from .sampler import sample_genotype as sample_genotype
 from .smash import SMASH as SMASH
 from .train import ArchPool as ArchPool
 from .train import TrainConfig as TrainConfig
+from .train import fit as fit
 from .train import load_checkpoint as load_checkpoint
 from .train import save_checkpoint as save_checkpoint
-from .train import train_ghn as train_ghn
 
 CHECKPOINT = Path(__file__).parent / "checkpoints" / "ghn2_fmnist"  # GHN.save_pretrained's layout
 
 
 def load_pretrained(path: str | Path = CHECKPOINT) -> GHN:
     """The GHN shipped with the package (its training command is in its ``config.json``), or the one at
-    ``path``: a ``GHN.save_pretrained`` folder, or a training checkpoint (``.pt``) of ``train_ghn``.
+    ``path``: a ``GHN.save_pretrained`` folder, or a training checkpoint (``.pt``) of ``fit``.
 
     Raises:
         FileNotFoundError: the checkpoint is missing (a source checkout without it: train one with
@@ -45,12 +45,12 @@ def load_pretrained(path: str | Path = CHECKPOINT) -> GHN:
         raise FileNotFoundError(f"load_pretrained: no GHN checkpoint at {path}; train one with "
                                 "`python -m hypernetworks.methods.ghn.train --out PATH` and pass path=.")
     if Path(path).is_dir():
-        return GHN.from_pretrained(path)
+        return GHN.from_pretrained(path)  # in eval mode
     return load_checkpoint(path)[0].eval()
 
 
 __all__ = ["CHECKPOINT", "GHN", "OP_TYPES", "SMASH", "ArchPool", "GHNConfig", "Graph", "GraphError", "Net",
-           "PredictReport", "TrainConfig", "build_graph", "load_checkpoint", "load_pretrained", "predict",
-           "predict_state_dict", "recompute_bn_stats", "sample_genotype", "save_checkpoint", "train_ghn"]
+           "PredictReport", "TrainConfig", "build_graph", "fit", "load_checkpoint", "load_pretrained", "predict",
+           "predict_state_dict", "recompute_bn_stats", "sample_genotype", "save_checkpoint"]
 
 register_method("ghn2", GHN, GHNConfig, takes_target=False)

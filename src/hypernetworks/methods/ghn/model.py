@@ -13,15 +13,14 @@ block per tensor and tiles/slices it to the tensor's shape -> operation-dependen
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ...encoders import mlp
+from .._pretrained import Pretrained
 from .config import GHNConfig
 from .graph import OP_TYPES, Graph, build_graph  # noqa: F401  (build_graph: used in the docstring example)
 from .graphormer import GraphTransformer, distance_buckets
@@ -180,11 +179,11 @@ def _to_shape(block: torch.Tensor, vector: torch.Tensor, shape: tuple[int, ...],
     return _tile(core, shape, 2, into)
 
 
-class GHN(nn.Module):
+class GHN(Pretrained, nn.Module):
     """Graph hypernetwork: ``GHN(config)(graphs)`` -> one ``{parameter name: tensor}`` per graph.
 
     Args:
-        config: sizes (``GHNConfig``).
+        config: sizes (``GHNConfig``); keyword ``options`` replace its fields.
 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 26 * 26, 10))
@@ -194,9 +193,11 @@ class GHN(nn.Module):
         torch.Size([8, 1, 3, 3])
     """
 
-    def __init__(self, config: GHNConfig | None = None):
+    CONFIG, TAKES_TARGET = GHNConfig, False
+
+    def __init__(self, config: GHNConfig | None = None, **options):
         super().__init__()
-        self.config = c = config or GHNConfig()
+        self.config = c = GHNConfig.build(config, **options)
         self.op_embed = nn.Embedding(len(OP_TYPES), c.hidden)
         self.shape_embed = nn.Linear(6, c.hidden)
         if c.arch_code:
@@ -255,30 +256,6 @@ class GHN(nn.Module):
             h = self._pass(h, batch.forward_pass, self.fwd_msg, self.fwd_gru)
             h = self._pass(h, batch.backward_pass, self.bwd_msg, self.bwd_gru)
         return self.norm(h), batch
-
-    CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
-
-    def save_pretrained(self, save_directory: str | Path, **metadata) -> None:
-        """Write ``config.json`` (the ``GHNConfig`` and ``metadata``, e.g. how it was trained) and
-        ``model.safetensors`` into ``save_directory`` (``huggingface_hub``'s layout)."""
-        from safetensors.torch import save_model
-
-        out = Path(save_directory)
-        out.mkdir(parents=True, exist_ok=True)
-        record = {"format": "hypernetworks.methods.ghn.GHN/1", "ghn_config": self.config.to_dict(), **metadata}
-        (out / self.CONFIG_NAME).write_text(json.dumps(record, indent=1) + "\n")
-        save_model(self, str(out / self.WEIGHTS_NAME))
-
-    @classmethod
-    def from_pretrained(cls, pretrained: str | Path) -> GHN:
-        """The GHN saved by ``save_pretrained`` in ``pretrained``, bit for bit, in eval mode."""
-        from safetensors.torch import load_model
-
-        folder = Path(pretrained)
-        record = json.loads((folder / cls.CONFIG_NAME).read_text())
-        ghn = cls(GHNConfig.from_dict(record["ghn_config"]))
-        load_model(ghn, str(folder / cls.WEIGHTS_NAME), strict=True)
-        return ghn.eval()
 
     def forward(self, graphs: list[Graph], into: list[dict[str, torch.Tensor]] | None = None
                 ) -> list[dict[str, torch.Tensor]]:

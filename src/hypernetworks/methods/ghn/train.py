@@ -32,7 +32,7 @@ from .graph import build_graph
 from .model import GHN
 from .sampler import Net, sample_genotype
 
-__all__ = ["TrainConfig", "load_checkpoint", "save_checkpoint", "train_ghn", "train_images"]
+__all__ = ["TrainConfig", "fit", "load_checkpoint", "save_checkpoint", "train_images"]
 
 
 @dataclass
@@ -150,9 +150,9 @@ def meta_loss(ghn, pool: ArchPool, arch_ids: list[int], x: torch.Tensor, y: torc
     return torch.stack(losses).mean()
 
 
-def train_ghn(ghn: GHN, pool: ArchPool, data: tuple[torch.Tensor, torch.Tensor], config: TrainConfig, *,
-              checkpoint: str | Path | None = None, stop: int | None = None,
-              log: Callable[[str], None] | None = None) -> list[float]:
+def fit(ghn: GHN, pool: ArchPool, data: tuple[torch.Tensor, torch.Tensor], config: TrainConfig, *,
+        checkpoint: str | Path | None = None, stop: int | None = None,
+        log: Callable[[str], None] | None = None) -> list[float]:
     """Train ``ghn`` in place on architectures of ``pool`` (split across ranks under torchrun).
 
     Args:
@@ -169,7 +169,7 @@ def train_ghn(ghn: GHN, pool: ArchPool, data: tuple[torch.Tensor, torch.Tensor],
     """
     rank, world = _rank_world()
     if config.meta_batch % world:
-        raise ValueError(f"train_ghn: meta_batch {config.meta_batch} must divide by the world size {world}.")
+        raise ValueError(f"fit: meta_batch {config.meta_batch} must divide by the world size {world}.")
     model = torch.nn.parallel.DistributedDataParallel(ghn) if world > 1 else ghn
     opt = torch.optim.Adam(ghn.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, config.steps)
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     ghn = GHN(GHNConfig(hidden=hidden))
     pool = ArchPool.sample(config.archs, config.seed, config.side, norms=tuple(config.norms.split(",")))
     x, y = train_images(config.side)
-    losses = train_ghn(ghn, pool, (x[:config.images], y[:config.images]), config, checkpoint=out, log=print)
+    losses = fit(ghn, pool, (x[:config.images], y[:config.images]), config, checkpoint=out, log=print)
     rank, world = _rank_world()
     if rank == 0:
         cli = " ".join(sys.argv[1:] if argv is None else argv)

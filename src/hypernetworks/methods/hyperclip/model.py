@@ -26,6 +26,7 @@ from ...encoders import Encoder
 from ...heads import Full
 from ...hypernet import HyperNetwork
 from ...spec import ParamSpec
+from .._pretrained import Pretrained
 from .config import HyperCLIPConfig
 
 
@@ -81,11 +82,11 @@ class ZeroShotClassifier(nn.Module):
         return F.normalize(self.encoder(images), dim=-1) @ self.class_vectors.T + self.bias  # (B, K)
 
 
-class HyperCLIP(nn.Module):
+class HyperCLIP(Pretrained, nn.Module):
     """SigLIP image-text model whose image encoder's GroupNorm scales/shifts come from the task's texts.
 
     Args:
-        config: a ``HyperCLIPConfig``; keyword ``overrides`` replace its fields.
+        config: a ``HyperCLIPConfig``; keyword ``options`` replace its fields.
             ``hypernetwork=False`` gives the same model without the hypernetwork (the baseline).
 
     Example:
@@ -93,13 +94,15 @@ class HyperCLIP(nn.Module):
         >>> text = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)  # 3 class embeddings
         >>> model(torch.rand(5, 1, 28, 28), text).shape
         torch.Size([5, 3])
-        >>> model.specialize(text)(torch.rand(5, 1, 28, 28)).shape  # a plain module, no hypernetwork
+        >>> model.materialize(text)(torch.rand(5, 1, 28, 28)).shape  # a plain module, no hypernetwork
         torch.Size([5, 3])
     """
 
-    def __init__(self, config: HyperCLIPConfig | None = None, **overrides):
+    CONFIG, TAKES_TARGET = HyperCLIPConfig, False
+
+    def __init__(self, config: HyperCLIPConfig | None = None, **options):
         super().__init__()
-        config = HyperCLIPConfig.from_dict({**(config or HyperCLIPConfig()).to_dict(), **overrides})
+        config = HyperCLIPConfig.build(config, **options)
         self.config = config
         self.image_encoder = image_encoder(config.width, config.embed_dim, config.groups)
         self.text_proj = nn.Linear(config.text_dim, config.embed_dim)
@@ -135,7 +138,7 @@ class HyperCLIP(nn.Module):
         img, txt = self.image_vectors(images, text), self.text_vectors(text)
         return self.log_scale.exp() * img @ txt.T + self.bias  # (B, K)
 
-    def specialize(self, text: torch.Tensor) -> ZeroShotClassifier:
+    def materialize(self, text: torch.Tensor) -> ZeroShotClassifier:
         """A standalone zero-shot classifier for the ``(K, D)`` class embeddings (one hypernetwork pass).
 
         The returned module holds a plain copy of the image encoder (generated norms baked in) and

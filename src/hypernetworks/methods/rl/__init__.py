@@ -32,8 +32,8 @@ from .hyperppo import num_params as num_params
 from .loop import Scaled as Scaled
 from .loop import collect_states as collect_states
 from .loop import evaluate as evaluate
+from .loop import fit as fit
 from .loop import gradient_probe as gradient_probe
-from .loop import train as train
 from .modumorph import ConcatContext as ConcatContext
 from .modumorph import ModuMorph as ModuMorph
 from .morph import Chain as Chain
@@ -57,6 +57,6 @@ __all__ = [
     "SAC", "TD3", "ArchPolicy", "ArchValue", "Chain", "ConcatContext", "HyperActor", "HyperCritic", "HyperPPOConfig",
     "MLPActor", "MLPCritic", "MaskedMLP", "ModuMorph", "ModuMorphConfig", "NetConfig", "PPOConfig", "Plain",
     "ReplayBuffer", "SACConfig", "Scaled", "TD3Config", "arch_space", "build_actor", "build_critic", "collect_states",
-    "evaluate", "evaluate_archs", "fit_ppo", "gradient_probe", "lqr_gain", "num_params", "random_chain", "rollout",
-    "train",
+    "evaluate", "evaluate_archs", "fit", "fit_ppo", "gradient_probe", "lqr_gain", "num_params", "random_chain",
+    "rollout",
 ]

@@ -10,6 +10,8 @@ import math
 
 import torch
 
+from .._fit import Bar, progress_bar
+
 
 class Scaled:
     """A gymnasium environment whose actions are given in [-1, 1]^A and returned as float32 tensors."""
@@ -64,13 +66,15 @@ def evaluate(agent, env: Scaled, episodes: int, seed: int) -> float:
     return total / episodes
 
 
-def train(agent, env_id: str, steps: int, *, seed: int, start_steps: int, eval_every: int,
-          eval_episodes: int, batch_size: int, buffer_size: int = 1_000_000, on_eval=None) -> dict:
+def fit(agent, env_id: str, steps: int, *, seed: int, start_steps: int, eval_every: int,
+        eval_episodes: int, batch_size: int, buffer_size: int = 1_000_000, on_eval=None,
+        progress: bool | Bar | None = None) -> dict:
     """Run ``agent`` (``act``, ``update``) for ``steps`` environment steps, one update per step
     after ``start_steps`` uniformly random ones; evaluate every ``eval_every`` steps.
 
     ``on_eval(t, agent, env)``, if given, runs after each evaluation (e.g. a probe); its results
-    are collected under ``"probes"``.
+    are collected under ``"probes"``. ``progress``: ``True`` for a progress bar over the steps, or a bar
+    to update (``update(n)``).
 
     Returns:
         ``{"steps": [...], "returns": [...]}`` (evaluation curve, incl. step 0), ``"probes"`` and
@@ -79,7 +83,7 @@ def train(agent, env_id: str, steps: int, *, seed: int, start_steps: int, eval_e
     from .agents import ReplayBuffer
 
     if steps < 1 or eval_every < 1 or start_steps < 0:
-        raise ValueError(f"train: need steps >= 1, eval_every >= 1, start_steps >= 0; got "
+        raise ValueError(f"fit: need steps >= 1, eval_every >= 1, start_steps >= 0; got "
                          f"{steps}, {eval_every}, {start_steps}.")
     env, eval_env = Scaled(env_id), Scaled(env_id)
     buffer = ReplayBuffer(env.state_dim, env.action_dim, min(buffer_size, steps))
@@ -87,21 +91,23 @@ def train(agent, env_id: str, steps: int, *, seed: int, start_steps: int, eval_e
     curve = {"steps": [0], "returns": [evaluate(agent, eval_env, eval_episodes, 10_000 + seed)]}
     probes = []
     s = env.reset(seed=seed)
-    for t in range(1, steps + 1):
-        if t <= start_steps:
-            a = torch.rand(env.action_dim, generator=gen) * 2 - 1
-        else:
-            a = agent.act(s, explore=True)
-        s2, r, term, trunc = env.step(a)
-        buffer.add(s, a, r, s2, term)  # truncation is not a terminal state
-        s = env.reset() if term or trunc else s2
-        if t > start_steps:
-            agent.update(buffer.sample(batch_size, gen))
-        if t % eval_every == 0:
-            curve["steps"].append(t)
-            curve["returns"].append(evaluate(agent, eval_env, eval_episodes, 10_000 + seed))
-            if on_eval is not None:
-                probes.append(on_eval(t, agent, eval_env))
+    with progress_bar(progress, steps, env_id) as bar:
+        for t in range(1, steps + 1):
+            if t <= start_steps:
+                a = torch.rand(env.action_dim, generator=gen) * 2 - 1
+            else:
+                a = agent.act(s, explore=True)
+            s2, r, term, trunc = env.step(a)
+            buffer.add(s, a, r, s2, term)  # truncation is not a terminal state
+            s = env.reset() if term or trunc else s2
+            if t > start_steps:
+                agent.update(buffer.sample(batch_size, gen))
+            if t % eval_every == 0:
+                curve["steps"].append(t)
+                curve["returns"].append(evaluate(agent, eval_env, eval_episodes, 10_000 + seed))
+                if on_eval is not None:
+                    probes.append(on_eval(t, agent, eval_env))
+            bar.update(1)
     return {**curve, "probes": probes, "env": env}
 
 

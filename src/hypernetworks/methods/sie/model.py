@@ -25,6 +25,7 @@ from torch import nn
 from ...encoders import Encoder, mlp
 from ...heads import Full
 from ...hypernet import HyperNetwork
+from .._pretrained import Pretrained
 from .config import SIEConfig
 from .losses import regularizer, variance_loss
 
@@ -97,11 +98,11 @@ class MLPPredictor(nn.Module):
         return self.net(torch.cat([g, z], dim=-1))
 
 
-class SIE(nn.Module):
+class SIE(Pretrained, nn.Module):
     """Backbone, one projector per part, and a g-conditioned predictor on the equivariant part.
 
     Args:
-        config: an ``SIEConfig``; keyword ``overrides`` replace its fields. ``split=False,
+        config: an ``SIEConfig``; keyword ``options`` replace its fields. ``split=False,
             predictor="none"`` is VICReg; ``predictor="mlp"`` is the MLP-predictor ablation.
 
     Example:
@@ -112,9 +113,11 @@ class SIE(nn.Module):
         torch.Size([8, 32])
     """
 
-    def __init__(self, config: SIEConfig | None = None, **overrides):
+    CONFIG, TAKES_TARGET = SIEConfig, False
+
+    def __init__(self, config: SIEConfig | None = None, **options):
         super().__init__()
-        config = SIEConfig.from_dict({**(config or SIEConfig()).to_dict(), **overrides})
+        config = SIEConfig.build(config, **options)
         self.config = config
         self.backbone = backbone(config.in_channels, config.width, config.inv_dim + config.equi_dim)
         self.inv_projector = projector(config.inv_dim, config.embed_dim)
@@ -131,10 +134,11 @@ class SIE(nn.Module):
         y = self.backbone(x)  # (B, inv_dim + equi_dim)
         return y[:, : self.config.inv_dim], y[:, self.config.inv_dim:]
 
-    def predict(self, z: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    def transform_embedding(self, z: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         """Equivariant embedding of view 1 ``(B, E)`` and g ``(B, T)`` -> predicted embedding of view 2 ``(B, E)``."""
         if self.predictor is None:
-            raise ValueError("SIE.predict: this model has no predictor (split=False); use predictor='hypernetwork'.")
+            raise ValueError("SIE.transform_embedding: this model has no predictor (split=False); use "
+                             "predictor='hypernetwork'.")
         if g.dim() != 2 or g.shape != (z.shape[0], self.config.transform_dim):
             raise ValueError(f"SIE: g should have shape (B, {self.config.transform_dim}) with B = {z.shape[0]}, "
                              f"got {tuple(g.shape)}.")
@@ -154,7 +158,7 @@ class SIE(nn.Module):
         equi = torch.zeros(())
         if c.split:
             e1, e2 = self.equi_projector(equi1), self.equi_projector(equi2)
-            pred = self.predict(e1, g)
+            pred = self.transform_embedding(e1, g)
             equi = F.mse_loss(pred, e2)
             # Regularised as one vector per view: the covariance term then also decorrelates the
             # invariant from the equivariant part, so they cannot hold the same information.
@@ -179,5 +183,5 @@ def predictor_sensitivity(model: SIE, z: torch.Tensor, g1: torch.Tensor, g2: tor
         g2: ``(B, T)`` another transformation per embedding.
     """
     with torch.no_grad():
-        p1, p2 = model.predict(z, g1), model.predict(z, g2)
+        p1, p2 = model.transform_embedding(z, g1), model.transform_embedding(z, g2)
         return ((p1 - p2).pow(2).sum(1).mean() / (p1 - p1.mean(0)).pow(2).sum(1).mean()).item()
