@@ -20,13 +20,13 @@ from hypernetworks.methods.ghn import (
     Net,
     TrainConfig,
     build_graph,
+    fit,
     load_checkpoint,
     predict,
     predict_state_dict,
     recompute_bn_stats,
     sample_genotype,
     save_checkpoint,
-    train_ghn,
 )
 from hypernetworks.methods.ghn.model import _to_shape
 from hypernetworks.methods.ghn.train import train_images
@@ -222,7 +222,7 @@ def test_ghn3_transformer_encoder_keeps_graphs_apart_and_trains():
         ghn.transformer.distance_bias.weight.normal_()
     assert not torch.allclose(ghn(graphs[:1])[0]["features.0.weight"], alone["features.0.weight"])
     data = _data(side=7)
-    losses = train_ghn(ghn, pool, data, TrainConfig(steps=20, meta_batch=2, batch_size=32, archs=3, lr=3e-3))
+    losses = fit(ghn, pool, data, TrainConfig(steps=20, meta_batch=2, batch_size=32, archs=3, lr=3e-3))
     assert sum(losses[-5:]) < sum(losses[:5])
     with pytest.raises(ValueError, match="encoder"):
         GHNConfig(encoder="gcn")
@@ -281,14 +281,14 @@ def test_training_lowers_loss_and_resume_matches(tmp_path):
     cfg = TrainConfig(steps=4, meta_batch=2, batch_size=16, archs=4)
     torch.manual_seed(0)
     straight = GHN(SMALL)
-    losses = train_ghn(straight, pool, data, cfg)
+    losses = fit(straight, pool, data, cfg)
     assert len(losses) == 4 and all(torch.isfinite(torch.tensor(losses)))
     ck = tmp_path / "ghn.pt"
     torch.manual_seed(0)
-    train_ghn(GHN(SMALL), pool, data, cfg, checkpoint=ck, stop=2)
+    fit(GHN(SMALL), pool, data, cfg, checkpoint=ck, stop=2)
     assert load_checkpoint(ck)[1]["step"] == 2
     resumed = GHN(SMALL)  # a different init: everything must come from the checkpoint
-    assert len(train_ghn(resumed, pool, data, cfg, checkpoint=ck)) == 2
+    assert len(fit(resumed, pool, data, cfg, checkpoint=ck)) == 2
     loaded, state = load_checkpoint(ck)
     assert state["step"] == 4
     for a, b, c in zip(loaded.state_dict().values(), straight.state_dict().values(), resumed.state_dict().values(),
@@ -300,7 +300,7 @@ def test_learning_reduces_loss_on_a_fixed_batch():
     pool, data = ArchPool.sample(2, 1, 14), _data(32)
     torch.manual_seed(0)
     ghn = GHN(SMALL)
-    losses = train_ghn(ghn, pool, data, TrainConfig(steps=20, meta_batch=2, batch_size=32, archs=2, lr=3e-3))
+    losses = fit(ghn, pool, data, TrainConfig(steps=20, meta_batch=2, batch_size=32, archs=2, lr=3e-3))
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
 
 
@@ -318,7 +318,7 @@ def test_ddp_two_process_gloo_matches_one_process(tmp_path):
     cfg = TrainConfig(steps=2, meta_batch=2, batch_size=8, archs=4)
     torch.manual_seed(cfg.seed)
     single = GHN(GHNConfig(hidden=16))
-    train_ghn(single, ArchPool.sample(4, cfg.seed, cfg.side, norms=("bn",)), train_images(cfg.side), cfg)
+    fit(single, ArchPool.sample(4, cfg.seed, cfg.side, norms=("bn",)), train_images(cfg.side), cfg)
     for a, b in zip(ddp.state_dict().values(), single.state_dict().values(), strict=True):
         assert torch.allclose(a, b, atol=1e-4)  # Adam turns float-order noise on ~0 gradients into ~1e-5 steps
 
