@@ -13,14 +13,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from . import __version__, experiments
 from .experiments._common import JobSettings, job_settings
 
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
-def _provenance() -> dict:
+
+def _provenance() -> dict[str, Any]:
     here = Path(__file__).parent
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -35,13 +39,13 @@ def _provenance() -> dict:
             "uncommitted": dirty}
 
 
-def _progress(**kwargs):
+def _progress(**kwargs: Any) -> tqdm:
     from tqdm import tqdm
 
     return tqdm(leave=True, ncols=80, **kwargs)
 
 
-def demo(args) -> None:
+def demo(args: argparse.Namespace) -> None:
     from .experiments import demo as demo_run
 
     torch.set_num_threads(args.threads)
@@ -58,7 +62,7 @@ def demo(args) -> None:
     print(f"\nwrote {out / 'demo.json'} and {res['plot']} ({record['wall_s']} s)")
 
 
-def reproduce(args) -> None:
+def reproduce(args: argparse.Namespace) -> None:
     module = experiments.get(args.name)
     torch.set_num_threads(1)
     out = Path(args.out)
@@ -85,7 +89,7 @@ def reproduce(args) -> None:
     print(f"\nwrote {path} and {res['plot']} ({record['wall_s']} s)")
 
 
-def results_render(args) -> None:
+def results_render(args: argparse.Namespace) -> None:
     from .experiments._docs import blocks, render
 
     path = Path(args.docs)
@@ -102,7 +106,7 @@ def results_render(args) -> None:
     print(f"rendered {path} from {args.json_dir}/*.json (blocks: {names})")
 
 
-def ghn_predict(args) -> None:
+def ghn_predict(args: argparse.Namespace) -> None:
     import torchvision
 
     from .methods.ghn import load_pretrained, predict
@@ -123,7 +127,7 @@ def ghn_predict(args) -> None:
         print(f"wrote {args.out}")
 
 
-def methods_list(args) -> None:
+def methods_list(args: argparse.Namespace) -> None:
     """One line per registered method matching the pattern: how ``methods.create`` builds it; with
     ``-v`` its config's fields and defaults."""
     import dataclasses
@@ -139,7 +143,8 @@ def methods_list(args) -> None:
         print(f"{name:<13} {call:<52} {m.summary}")
         if args.verbose:
             for f in dataclasses.fields(m.config):
-                default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+                factory = f.default_factory
+                default = f.default if factory is dataclasses.MISSING else factory()
                 print(f"    {f.name} = {default!r}")
 
 

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, fields
-from typing import Self
+from collections.abc import Mapping
+from dataclasses import Field, asdict, fields
+from typing import Any, ClassVar, Self
 
 
 class DictConfig:
     """Mixin for ``@dataclass`` configs: ``to_dict`` / ``from_dict`` (unknown keys warn and are named) and
     ``build`` (keyword options over a config; an unknown option raises)."""
 
-    def to_dict(self) -> dict:
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]  # set by @dataclass on each subclass
+
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> Self:
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -23,7 +26,7 @@ class DictConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     @classmethod
-    def build(cls, config: Self | None = None, **options) -> Self:
+    def build(cls, config: Self | None = None, **options: Any) -> Self:
         """``config`` (default: the defaults) with ``options`` replacing its fields.
 
         Raises:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Self
+from typing import Any, Generic, Self, TypeVar
 
 import torch
 from torch import nn
@@ -17,22 +17,26 @@ from torch import nn
 from .._saving import CONFIG_NAME, WEIGHTS_NAME, HubMixin, check_saved, version
 from ._config import DictConfig
 
+C = TypeVar("C", bound=DictConfig)
 
-class Pretrained(HubMixin):
-    """Mixin for method modules built as ``cls(target, config)`` (``cls(config)`` when ``TAKES_TARGET`` is False),
-    ``config`` a ``CONFIG``.
+
+class Pretrained(HubMixin, nn.Module, Generic[C]):
+    """Base of method modules built as ``cls(target, config)`` (``cls(config)`` when ``TAKES_TARGET`` is False),
+    ``config`` a ``CONFIG`` (the type parameter ``C``).
 
     ``NOT_SAVED``: state_dict prefixes of a frozen module the caller owns (e.g. a pretrained base model),
     which ``from_pretrained`` takes from the ``target`` it is given instead of the file.
     """
 
-    CONFIG: type[DictConfig]
+    CONFIG: type[C]
+    config: C
     TAKES_TARGET = True
     NOT_SAVED: tuple[str, ...] = ()
 
     def _saved_state(self) -> dict[str, torch.Tensor]:
         """The state_dict without ``NOT_SAVED`` entries; a tensor tied to an earlier one is left out (stored once)."""
-        out, seen = {}, set()
+        out: dict[str, torch.Tensor] = {}
+        seen: set[tuple[int, int, tuple[int, ...]]] = set()
         for name, t in self.state_dict().items():
             key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))
             if name.startswith(self.NOT_SAVED) or key in seen:
@@ -41,7 +45,7 @@ class Pretrained(HubMixin):
             out[name] = t.detach().contiguous()
         return out
 
-    def save_pretrained(self, save_directory: str | Path, **metadata) -> None:
+    def save_pretrained(self, save_directory: str | Path, **metadata: Any) -> None:
         """Write ``config.json`` (``metadata`` included, e.g. how it was trained) and ``model.safetensors``."""
         from safetensors.torch import save_file
 

@@ -52,7 +52,7 @@ def norm_spec(target: nn.Module, norm_modules) -> ParamSpec:
     return spec.subset(norms)
 
 
-class GeneratedAdapters(Pretrained, nn.Module):
+class GeneratedAdapters(Pretrained[AdapterConfig]):
     """A frozen ``target`` run with LoRA factors (and LayerNorm shifts) generated from a condition.
 
     Every parameter of ``target`` is frozen; only the encoder and the generator heads train. Both

@@ -11,7 +11,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +27,7 @@ METHODS = ("finetune", "ewc", "online_ewc", "si")
 class MultiHead(nn.Module):
     """A shared body and one output layer per task: ``(x, task_id) -> (N, out_features)``."""
 
-    def __init__(self, body: nn.Module, in_features: int, out_features: int, num_heads: int):
+    def __init__(self, body: nn.Module, in_features: int, out_features: int, num_heads: int) -> None:
         super().__init__()
         self.body = body
         self.heads = nn.ModuleList(nn.Linear(in_features, out_features) for _ in range(num_heads))
@@ -53,7 +54,7 @@ class RegularizedCL(nn.Module):
     """
 
     def __init__(self, model: nn.Module, method: str = "finetune", strength: float = 0.0, *, multi_head: bool = False,
-                 lr: float = 1e-3, gamma: float = 1.0, xi: float = 0.1, fisher_samples: int = 512):
+                 lr: float = 1e-3, gamma: float = 1.0, xi: float = 0.1, fisher_samples: int = 512) -> None:
         super().__init__()
         if method not in METHODS:
             raise ValueError(f"RegularizedCL: method must be one of {METHODS}, got {method!r}.")
@@ -61,9 +62,9 @@ class RegularizedCL(nn.Module):
         self.lr, self.gamma, self.xi, self.fisher_samples = lr, gamma, xi, fisher_samples
         names = [n for n, p in model.named_parameters() if p.requires_grad]
         # The penalty Σ_t w_t (θ − a_t)² is kept as Σ w_t θ² − 2 Σ w_t a_t θ + Σ w_t a_t²: O(1) per step.
-        self.importance = {n: None for n in names}  # Σ w_t
-        self.weighted_anchor = {n: None for n in names}  # Σ w_t a_t
-        self.constant = {n: None for n in names}  # Σ w_t a_t²
+        self.importance: dict[str, torch.Tensor | None] = {n: None for n in names}  # Σ w_t
+        self.weighted_anchor: dict[str, torch.Tensor | None] = {n: None for n in names}  # Σ w_t a_t
+        self.constant: dict[str, torch.Tensor | None] = {n: None for n in names}  # Σ w_t a_t²
 
     def forward(self, x: torch.Tensor, task_id: int | torch.Tensor | None = None) -> torch.Tensor:
         """Logits (N, C) of ``model``; a multi-head model needs ``task_id`` (an int, or (N,) ids)."""
@@ -76,21 +77,22 @@ class RegularizedCL(nn.Module):
     def penalty(self) -> torch.Tensor:
         total = torch.zeros(())
         for n, p in self.model.named_parameters():
-            w = self.importance.get(n)
-            if w is not None:
-                total = total + (w * p.square() - 2 * self.weighted_anchor[n] * p + self.constant[n]).sum()
+            w, anchor, const = self.importance.get(n), self.weighted_anchor.get(n), self.constant.get(n)
+            if w is not None and anchor is not None and const is not None:  # set together, by _consolidate
+                total = total + (w * p.square() - 2 * anchor * p + const).sum()
         scale = 0.5 * self.strength if self.method in ("ewc", "online_ewc") else self.strength
         return scale * total
 
-    def fit(self, batches: Iterable, task_id: int, *, epochs: int | None = None, steps: int | None = None,
-            loss_fn: Callable = F.cross_entropy, progress: bool | Bar | None = None) -> list[float]:
+    def fit(self, batches: Iterable[Any], task_id: int, *, epochs: int | None = None, steps: int | None = None,
+            loss_fn: Callable[..., torch.Tensor] = F.cross_entropy, progress: bool | Bar | None = None) -> list[float]:
         """Learn task ``task_id`` from ``(x, y)`` batches under the weight penalty; returns the task loss per
         step (exactly one of ``epochs`` / ``steps``; ``progress`` as in ``HyperCL.fit``)."""
         params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
         opt = torch.optim.Adam(params.values(), lr=self.lr, fused=True)
         start = {n: p.detach().clone() for n, p in params.items()}
         path = {n: torch.zeros_like(p) for n, p in params.items()}  # SI's ω
-        losses, seen = [], []
+        losses: list[float] = []
+        seen: list[tuple[torch.Tensor, torch.Tensor]] = []
         stream, total_steps = batches_for(batches, epochs, steps)
         with progress_bar(progress, total_steps, f"task {task_id}") as bar:
             for x, y in stream:
@@ -115,21 +117,24 @@ class RegularizedCL(nn.Module):
             self._consolidate(omega, params, decay=1.0, anchor_latest=True)
         return losses
 
-    def _consolidate(self, weights: dict, params: dict, decay: float | None = None, anchor_latest=None) -> None:
+    def _consolidate(self, weights: Mapping[str, torch.Tensor], params: Mapping[str, torch.Tensor],
+                     decay: float | None = None, anchor_latest: bool | None = None) -> None:
         """Add this task's importance ``weights`` anchored at the current θ."""
         online = self.method in ("online_ewc", "si") if anchor_latest is None else anchor_latest
         decay = self.gamma if decay is None else decay
         for n, p in params.items():
             w, a = weights[n].detach(), p.detach().clone()
-            if self.importance[n] is None or online:  # online: one importance, anchored at the latest θ*
-                imp = w if self.importance[n] is None else decay * self.importance[n] + w
+            old, anchor, const = self.importance[n], self.weighted_anchor[n], self.constant[n]  # None together
+            if old is None or anchor is None or const is None or online:  # online: one importance, at the latest θ*
+                imp = w if old is None else decay * old + w
                 self.importance[n], self.weighted_anchor[n], self.constant[n] = imp, imp * a, imp * a.square()
             else:
-                self.importance[n] = self.importance[n] + w
-                self.weighted_anchor[n] = self.weighted_anchor[n] + w * a
-                self.constant[n] = self.constant[n] + w * a.square()
+                self.importance[n] = old + w
+                self.weighted_anchor[n] = anchor + w * a
+                self.constant[n] = const + w * a.square()
 
-    def _fisher(self, seen, task_id, loss_fn) -> dict[str, torch.Tensor]:
+    def _fisher(self, seen: list[tuple[torch.Tensor, torch.Tensor]], task_id: int,
+                loss_fn: Callable[..., torch.Tensor]) -> dict[str, torch.Tensor]:
         """Diagonal empirical Fisher: mean of squared per-example gradients of the task loss."""
         x = torch.cat([b[0] for b in seen])[: self.fisher_samples]
         y = torch.cat([b[1] for b in seen])[: self.fisher_samples]

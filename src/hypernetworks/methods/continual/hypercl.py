@@ -16,7 +16,8 @@ generated network is most confident (lowest predictive entropy).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -31,18 +32,18 @@ from .._pretrained import Pretrained
 from .config import HyperCLConfig
 
 
-def batches_for(batches: Iterable, epochs: int | None, steps: int | None):
+def batches_for(batches: Iterable[Any], epochs: int | None, steps: int | None) -> tuple[Iterator[Any], int | None]:
     """Batches from ``batches`` for ``epochs`` passes, or exactly ``steps`` batches (re-iterating), and
     their number (None when ``batches`` has no length)."""
-    if (epochs is None) == (steps is None):
-        raise ValueError(f"fit: give exactly one of epochs and steps, got epochs={epochs}, steps={steps}.")
-    if steps is None:
-        total = epochs * len(batches) if hasattr(batches, "__len__") else None
+    if epochs is not None and steps is None:
+        total = epochs * len(batches) if isinstance(batches, Sized) else None
         return itertools.chain.from_iterable(batches for _ in range(epochs)), total
-    return itertools.islice(itertools.chain.from_iterable(iter(batches) for _ in itertools.count()), steps), steps
+    if steps is not None and epochs is None:
+        return itertools.islice(itertools.chain.from_iterable(iter(batches) for _ in itertools.count()), steps), steps
+    raise ValueError(f"fit: give exactly one of epochs and steps, got epochs={epochs}, steps={steps}.")
 
 
-class HyperCL(Pretrained, nn.Module):
+class HyperCL(Pretrained[HyperCLConfig]):
     """A continual learner whose target network is generated per task.
 
     Args:
@@ -65,8 +66,10 @@ class HyperCL(Pretrained, nn.Module):
     """
 
     CONFIG = HyperCLConfig
+    targets: torch.Tensor  # buffers: (num_tasks, P) weights generated before the current task, (num_tasks,) bool
+    learned: torch.Tensor
 
-    def __init__(self, target: nn.Module, config: HyperCLConfig | None = None, **options):
+    def __init__(self, target: nn.Module, config: HyperCLConfig | None = None, **options: Any) -> None:
         super().__init__()
         self.config = cfg = HyperCLConfig.build(config, **options)
         head = (Full(hidden=cfg.hidden) if cfg.head == "full"
@@ -93,7 +96,7 @@ class HyperCL(Pretrained, nn.Module):
         """Task ``task_id``'s network: a plain copy of the target with its generated weights."""
         return self.hnet.materialize(torch.as_tensor(task_id, device=self.targets.device))
 
-    def _flat(self, ids: torch.Tensor, head_params: dict | None = None) -> torch.Tensor:
+    def _flat(self, ids: torch.Tensor, head_params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """(T, P) flat weights generated for task ``ids`` (T,), with the head's parameters replaced if given."""
         z = self.hnet.encoder(ids)
         head = self.hnet.head
@@ -109,13 +112,13 @@ class HyperCL(Pretrained, nn.Module):
         if not prev:
             return torch.zeros(())
         ids = torch.tensor(prev, device=self.targets.device)
-        params = None
+        params: dict[str, torch.Tensor] | None = None
         if delta is not None:
             params = {n: p + delta[n] if n in delta else p for n, p in self.hnet.head.named_parameters()}
         return (self._flat(ids, params) - self.targets[ids]).square().sum(-1).mean()
 
-    def fit(self, batches: Iterable, task_id: int, *, epochs: int | None = None, steps: int | None = None,
-            loss_fn: Callable = F.cross_entropy, progress: bool | Bar | None = None) -> list[float]:
+    def fit(self, batches: Iterable[Any], task_id: int, *, epochs: int | None = None, steps: int | None = None,
+            loss_fn: Callable[..., torch.Tensor] = F.cross_entropy, progress: bool | Bar | None = None) -> list[float]:
         """Learn task ``task_id`` from ``(x, y)`` batches; returns the task loss per step.
 
         Exactly one of ``epochs`` / ``steps``. Earlier tasks are protected by the output regulariser.
@@ -125,13 +128,13 @@ class HyperCL(Pretrained, nn.Module):
         cfg = self.config
         with torch.no_grad():  # Θ*: what the hypernetwork generates for every task before this one
             self.targets.copy_(self._flat(torch.arange(cfg.num_tasks, device=self.targets.device)))
-        table = self.hnet.encoder.table.weight
+        table = cast(Embedding, self.hnet.encoder).table.weight
         frozen_rows = table.detach().clone()
         head_params = dict(self.hnet.head.named_parameters())
         params = [p for p in self.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=cfg.lr, fused=True)
         cond = torch.tensor(task_id, device=self.targets.device)
-        losses = []
+        losses: list[float] = []
         stream, total = batches_for(batches, epochs, steps)
         with progress_bar(progress, total, f"task {task_id}") as bar:
             for x, y in stream:
@@ -171,11 +174,11 @@ class HyperCL(Pretrained, nn.Module):
         return ids[entropy.argmin(0)]
 
 
-def _adam_lookahead(opt: torch.optim.Adam, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _adam_lookahead(opt: torch.optim.Adam, params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The step Adam would take from the current gradients, without touching its state (detached)."""
     group = opt.param_groups[0]
     (b1, b2), eps, lr = group["betas"], group["eps"], group["lr"]
-    delta = {}
+    delta: dict[str, torch.Tensor] = {}
     for name, p in params.items():
         if p.grad is None:
             continue

@@ -179,7 +179,7 @@ def _to_shape(block: torch.Tensor, vector: torch.Tensor, shape: tuple[int, ...],
     return _tile(core, shape, 2, into)
 
 
-class GHN(Pretrained, nn.Module):
+class GHN(Pretrained[GHNConfig]):
     """Graph hypernetwork: ``GHN(config)(graphs)`` -> one ``{parameter name: tensor}`` per graph.
 
     Args:

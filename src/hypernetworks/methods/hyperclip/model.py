@@ -82,7 +82,7 @@ class ZeroShotClassifier(nn.Module):
         return F.normalize(self.encoder(images), dim=-1) @ self.class_vectors.T + self.bias  # (B, K)
 
 
-class HyperCLIP(Pretrained, nn.Module):
+class HyperCLIP(Pretrained[HyperCLIPConfig]):
     """SigLIP image-text model whose image encoder's GroupNorm scales/shifts come from the task's texts.
 
     Args:

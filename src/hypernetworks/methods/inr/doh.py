@@ -44,7 +44,7 @@ def quantized_bits(module: nn.Module, bits: int) -> tuple[dict[str, torch.Tensor
     return out, total
 
 
-class DOH(Pretrained, nn.Module):
+class DOH(Pretrained[DOHConfig]):
     """An INR whose weights are ``s_l · (P_l z)``; ``forward(coords (N, in)) -> (N, out)``.
 
     Args:

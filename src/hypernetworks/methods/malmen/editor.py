@@ -50,7 +50,7 @@ def _recorder(seen: dict, name: str):
     return hook
 
 
-class MALMEN(Pretrained, nn.Module):
+class MALMEN(Pretrained[MALMENConfig]):
     """A meta-trainable editor for the ``nn.Linear`` layers ``config.layers`` of ``model``.
 
     Layers of one shape share a ``ShiftNet`` and are told apart by their layer id. The editor keeps

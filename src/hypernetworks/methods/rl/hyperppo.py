@@ -48,7 +48,7 @@ class MaskedMLP(nn.Module):
         return self.out(last)
 
 
-class ArchPolicy(Pretrained, nn.Module):
+class ArchPolicy(Pretrained[HyperPPOConfig]):
     """Weights of any architecture in ``config.archs`` from one hypernetwork: ``(obs (B, I), arch ids (B,))
     -> outputs (B, O)``, one generated weight set per architecture, shared by its examples.
 

@@ -41,7 +41,7 @@ class _Body(nn.Module):
         return self.encoder(tokens, src_key_padding_mask=pad)
 
 
-class ModuMorph(Pretrained, nn.Module):
+class ModuMorph(Pretrained[ModuMorphConfig]):
     """Per-limb input embedding and decoder generated from the limb's context.
 
     Args:

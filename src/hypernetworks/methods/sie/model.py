@@ -98,7 +98,7 @@ class MLPPredictor(nn.Module):
         return self.net(torch.cat([g, z], dim=-1))
 
 
-class SIE(Pretrained, nn.Module):
+class SIE(Pretrained[SIEConfig]):
     """Backbone, one projector per part, and a g-conditioned predictor on the equivariant part.
 
     Args:
