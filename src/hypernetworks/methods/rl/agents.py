@@ -46,7 +46,10 @@ class ReplayBuffer:
 
 def _soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     with torch.no_grad():
-        torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
+        # torch's stubs leave the foreach ops out of torch's exports, though they are used as torch._foreach_*
+        targets: list[torch.Tensor] = list(target.parameters())
+        sources: list[torch.Tensor] = list(source.parameters())
+        torch._foreach_lerp_(targets, sources, tau)  # pyright: ignore[reportPrivateImportUsage]
 
 
 def _twin(state_dim, action_dim, critic: NetConfig):

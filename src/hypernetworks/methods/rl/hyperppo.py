@@ -13,6 +13,7 @@ hypernetwork (GHN) over the computation graph.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -71,8 +72,11 @@ class ArchPolicy(Pretrained[HyperPPOConfig]):
     """
 
     CONFIG, TAKES_TARGET = HyperPPOConfig, False
+    codes: torch.Tensor  # buffers: (K, D + 1) architecture codes, (K, L, W) width masks, (K,) depths
+    masks: torch.Tensor
+    depths: torch.Tensor
 
-    def __init__(self, config: HyperPPOConfig | None = None, **options):
+    def __init__(self, config: HyperPPOConfig | None = None, **options: Any) -> None:
         super().__init__()
         self.config = config = HyperPPOConfig.build(config, **options)
         archs, in_dim, out_dim = config.archs, config.in_dim, config.out_dim
@@ -129,7 +133,9 @@ class ArchPolicy(Pretrained[HyperPPOConfig]):
 class ArchValue(nn.Module):
     """A value function shared by all architectures: ``MLP([obs, code(arch)]) -> (B, 1)``."""
 
-    def __init__(self, policy: ArchPolicy, hidden: tuple[int, ...] = (64, 64)):
+    codes: torch.Tensor
+
+    def __init__(self, policy: ArchPolicy, hidden: tuple[int, ...] = (64, 64)) -> None:
         super().__init__()
         self.codes = policy.codes  # (K, D + 1), the policy's buffer (not copied)
         self.net = encoders.mlp([policy.in_dim + self.codes.shape[1], *hidden, 1], nn.Tanh, last_activation=False)

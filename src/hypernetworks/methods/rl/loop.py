@@ -7,6 +7,7 @@ Agents act in [-1, 1]^A; ``Scaled`` maps that box onto the environment's action 
 from __future__ import annotations
 
 import math
+from typing import Any, cast
 
 import torch
 
@@ -16,41 +17,42 @@ from .._fit import Bar, progress_bar
 class Scaled:
     """A gymnasium environment whose actions are given in [-1, 1]^A and returned as float32 tensors."""
 
-    def __init__(self, env_id: str):
+    def __init__(self, env_id: str) -> None:
         import gymnasium as gym
+        from gymnasium.spaces import Box
 
         self.env = gym.make(env_id)
-        space = self.env.action_space
+        space, observations = cast(Box, self.env.action_space), cast(Box, self.env.observation_space)  # continuous
         self.low = torch.as_tensor(space.low, dtype=torch.float64)
         self.high = torch.as_tensor(space.high, dtype=torch.float64)
-        self.state_dim, self.action_dim = self.env.observation_space.shape[0], space.shape[0]
+        self.state_dim, self.action_dim = observations.shape[0], space.shape[0]
 
     def reset(self, seed: int | None = None) -> torch.Tensor:
         obs, _ = self.env.reset(seed=seed)
         return torch.as_tensor(obs, dtype=torch.float32)
 
-    def step(self, action: torch.Tensor):
+    def step(self, action: torch.Tensor) -> tuple[torch.Tensor, float, bool, bool]:
         a = self.low + (action.double() + 1) * 0.5 * (self.high - self.low)
         obs, r, term, trunc, _ = self.env.step(a.numpy())
         return torch.as_tensor(obs, dtype=torch.float32), float(r), bool(term), bool(trunc)
 
-    def snapshot(self):
+    def snapshot(self) -> tuple[Any, int]:
         """The simulator state (Pendulum's (θ, θ̇), or MuJoCo's qpos, qvel and time) and step count."""
-        env = self.env.unwrapped
+        env: Any = self.env.unwrapped  # Pendulum or a MuJoCo env: its state is not on gymnasium's Env
         inner = env.state.copy() if hasattr(env, "state") else (env.data.qpos.copy(), env.data.qvel.copy(),
                                                                 env.data.time)
-        return inner, self.env._elapsed_steps
+        return inner, cast(Any, self.env)._elapsed_steps  # gym.make's outer TimeLimit wrapper
 
-    def restore(self, snap) -> torch.Tensor:
+    def restore(self, snap: tuple[Any, int]) -> torch.Tensor:
         """Set the simulator to ``snap`` and return the observation there."""
         inner, steps = snap
-        env = self.env.unwrapped
+        env: Any = self.env.unwrapped
         if isinstance(inner, tuple):
             env.set_state(inner[0], inner[1])
             env.data.time = inner[2]
         else:
             env.state = inner.copy()
-        self.env._elapsed_steps = steps
+        cast(Any, self.env)._elapsed_steps = steps
         return torch.as_tensor(env._get_obs(), dtype=torch.float32)
 
 

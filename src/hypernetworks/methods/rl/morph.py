@@ -10,7 +10,9 @@ mujoco, numpy and scipy are imported inside the functions that need them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -52,6 +54,13 @@ class Chain:
                 f"<actuator>{motors}</actuator></mujoco>")
 
 
+def _mujoco() -> Any:
+    """The ``mujoco`` module, typed ``Any``: its bindings are a compiled extension that ships no type stubs."""
+    import mujoco
+
+    return mujoco
+
+
 def random_chain(gen: torch.Generator, links: tuple[int, int] = (2, 5)) -> Chain:
     """N uniform in ``links``; lengths U(0.2, 0.6) m, masses U(0.2, 1.5) kg."""
     n = int(torch.randint(links[0], links[1] + 1, (1,), generator=gen))
@@ -62,7 +71,7 @@ def random_chain(gen: torch.Generator, links: tuple[int, int] = (2, 5)) -> Chain
 
 def lqr_gain(chain: Chain, q_weight: float = 1.0, r_weight: float = 0.1) -> torch.Tensor:
     """Discrete-time LQR gain ``K (N, 2N)``, u = -K [q, q̇], around upright."""
-    import mujoco
+    mujoco = _mujoco()
     import numpy as np
     from scipy.linalg import solve_discrete_are
 
@@ -78,11 +87,12 @@ def lqr_gain(chain: Chain, q_weight: float = 1.0, r_weight: float = 0.1) -> torc
     return torch.tensor(k, dtype=torch.float32)
 
 
-def rollout(chain: Chain, controller, x0: torch.Tensor, steps: int) -> torch.Tensor:
+def rollout(chain: Chain, controller: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor,
+            steps: int) -> torch.Tensor:
     """Simulate ``steps`` steps from ``x0 = [q, q̇] (2N,)`` with ``controller(x (2N,)) -> u (N,)``;
     returns the visited states ``(T + 1, 2N)``. If the simulation diverges (a MuJoCo bad qacc / qpos / qvel /
     ctrl warning, after which it would silently reset to upright), the last row is ``inf`` and T <= steps."""
-    import mujoco
+    mujoco = _mujoco()
 
     model = mujoco.MjModel.from_xml_string(chain.xml())
     data = mujoco.MjData(model)

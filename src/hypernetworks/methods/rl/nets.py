@@ -11,6 +11,8 @@ actor: context (task, or the state itself) -> weights of a policy network over t
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -52,7 +54,7 @@ class _Generated(nn.Module):
         self.hnet = HyperNetwork(dynamic, encoder=encoders.MLP(cond_dim, config.embed_dim, config.primary_hidden),
                                  head=heads.Full(hidden=config.head_hidden), init="hyperfan_in", seed=config.seed)
         self.layers = [name for name, m in dynamic.named_modules() if isinstance(m, nn.Linear)]
-        self.units = [dynamic.get_submodule(n).out_features for n in self.layers]
+        self.units = [cast(nn.Linear, dynamic.get_submodule(n)).out_features for n in self.layers]
         self.gain = nn.Linear(config.embed_dim, sum(self.units)) if config.scales else None
         if self.gain is not None:  # g = 1 + gain(z) starts at exactly 1
             nn.init.zeros_(self.gain.weight)
