@@ -6,7 +6,8 @@ from torch import nn
 
 from hypernetworks.experiments import ghn
 
-CFG = {"adam_steps": (1, 10), "search": 3, "lrs": (0.01, 0.1), "kinds": ("ghn", "smash")}
+CFG = {"datasets": ("fmnist", "mnist"), "adam_steps": (1, 10), "search": 3, "lrs": (0.01, 0.1),
+       "kinds": ("ghn", "smash")}
 
 
 def _hyper(pred: float) -> list[dict]:
@@ -15,7 +16,7 @@ def _hyper(pred: float) -> list[dict]:
             for s in range(3) for a in range(2)]
     return [{"kind": k, "dataset": d, "seed": s, "rows": [r for r in rows if r["seed"] == s] if k == "ghn" else [],
              "search": [{"arch": j, "val": float(j if k == "ghn" else -j)} for j in range(3)] if d == "fmnist"
-             else []} for k in ("ghn", "smash") for d in ghn.DATASETS for s in range(3)]
+             else []} for k in ("ghn", "smash") for d in CFG["datasets"] for s in range(3)]
 
 
 def _epochs(from_predicted: float) -> list[dict]:
@@ -23,16 +24,16 @@ def _epochs(from_predicted: float) -> list[dict]:
     return [{"arch": a, "dataset": d, "seed": s, "init": init, "lr": lr, "steps": 430, "early": {10: 30.0},
              "val": 80.0 if lr == 0.01 else 70.0,
              "test": (from_predicted if init == "predicted" else 60.0) + s + (0.0 if lr == 0.01 else 30.0)}
-            for d in ghn.DATASETS for s in range(3) for init in ghn.INITS for lr in CFG["lrs"] for a in range(2)]
+            for d in CFG["datasets"] for s in range(3) for init in ghn.INITS for lr in CFG["lrs"] for a in range(2)]
 
 
 def _claims(pred: float, from_predicted: float) -> list[dict]:
     hyper, epochs = _hyper(pred), _epochs(from_predicted)
     chosen = ghn._choose([r for r in epochs if r["seed"] == 0], CFG)
-    assert chosen == {d: {"predicted": 0.01, "random": 0.01} for d in ghn.DATASETS}
+    assert chosen == {d: {"predicted": 0.01, "random": 0.01} for d in CFG["datasets"]}
     ft = {d: ghn._finetune_stats([r for r in epochs if r["dataset"] == d],
                                  [row for r in hyper if (r["kind"], r["dataset"]) == ("ghn", d) for row in r["rows"]],
-                                 chosen[d], CFG) for d in ghn.DATASETS}
+                                 chosen[d], CFG) for d in CFG["datasets"]}
     truth = [{"arch": j, "run": 0, "test": float(j)} for j in range(3)]
     return ghn._claims_of(hyper, ft, truth, CFG)
 
