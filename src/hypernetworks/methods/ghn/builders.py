@@ -17,6 +17,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -59,7 +60,7 @@ def make_model(name: str, family: str, *, init: bool = True) -> nn.Module:
     """
     import torchvision
 
-    kwargs = {"weights": None}
+    kwargs: dict[str, Any] = {"weights": None}
     if family in ("detection", "segmentation"):
         kwargs["weights_backbone"] = None
     if family != "optical_flow":
@@ -154,7 +155,9 @@ def _mode(ghn: GHN, model: nn.Module, name: str, family: str, train: bool) -> tu
         report = predict(ghn, model, example_input(name, family))
     except GraphError as e:
         return f"refused: {e}", 0
-    nodes, unfed = len(report.graph), _unfed(report.graph)
+    graph = report.graph
+    assert graph is not None  # predict always records the graph it traced
+    nodes, unfed = len(graph), _unfed(graph)
     if report.not_predicted:
         first = next(iter(report.not_predicted.items()))
         return f"{len(report.not_predicted)} not predicted, e.g. `{first[0]}`: {first[1]}", nodes
@@ -267,7 +270,7 @@ def update(path: str | Path, table: str, begin: str = BEGIN, end: str = END) -> 
 def main(argv: list[str] | None = None) -> None:
     from . import load_pretrained
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--only", nargs="*", default=None, help="builder names (default: all)")
     parser.add_argument("--update", default=None, help="markdown file whose tables to replace (docs/ghn-builders.md)")
     args = parser.parse_args(argv)

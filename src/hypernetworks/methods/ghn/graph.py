@@ -20,9 +20,11 @@ from __future__ import annotations
 import random
 import weakref
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import nn
+from torch.nn.modules.conv import _ConvNd
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map
 
@@ -187,7 +189,8 @@ def _module_op(m: nn.Module) -> str:
     the common norms told apart, as GHN-2's op vocabulary does."""
     kind = module_kind(m)
     if kind == "conv":
-        return "conv_dw" if m.groups > 1 and m.groups == m.in_channels else "conv"
+        conv = cast(_ConvNd, m)
+        return "conv_dw" if conv.groups > 1 and conv.groups == conv.in_channels else "conv"
     if kind == "norm":
         return next((op for cls, op in _NORM_TYPES.items() if isinstance(m, cls)), "norm")
     return "module" if kind == "other" else kind

@@ -14,6 +14,7 @@ block per tensor and tiles/slices it to the tensor's shape -> operation-dependen
 from __future__ import annotations
 
 import math
+from typing import cast, overload
 
 import torch
 import torch.nn.functional as F
@@ -135,7 +136,8 @@ class _Batch:
         return self
 
 
-def _tile(x: torch.Tensor, shape: tuple[int, ...], centre_from: int, into: list | None = None) -> torch.Tensor | None:
+def _tile(x: torch.Tensor, shape: tuple[int, ...], centre_from: int,
+          into: list[torch.Tensor] | None = None) -> torch.Tensor | None:
     """Slice (centred for dims >= ``centre_from``) or tile ``x`` (P, ...) to (P, *shape).
 
     With ``into`` (P tensors of ``shape``) the result is written there instead, and the outermost tiling
@@ -162,8 +164,12 @@ def _tile(x: torch.Tensor, shape: tuple[int, ...], centre_from: int, into: list 
     return None
 
 
+@overload
+def _to_shape(block: torch.Tensor, vector: torch.Tensor, shape: tuple[int, ...], into: None = None) -> torch.Tensor: ...
+@overload
+def _to_shape(block: torch.Tensor, vector: torch.Tensor, shape: tuple[int, ...], into: list[torch.Tensor]) -> None: ...
 def _to_shape(block: torch.Tensor, vector: torch.Tensor, shape: tuple[int, ...],
-              into: list | None = None) -> torch.Tensor | None:
+              into: list[torch.Tensor] | None = None) -> torch.Tensor | None:
     """Tensors (P, *shape) from P decoded blocks (P, Bo, Bi, K, K) and vectors (P, Bo), or written
     ``into`` P contiguous tensors of ``shape``."""
     if len(shape) == 0:
@@ -172,11 +178,19 @@ def _to_shape(block: torch.Tensor, vector: torch.Tensor, shape: tuple[int, ...],
         return _tile(vector, shape, 1, into)
     if len(shape) > 4 or (len(shape) == 3 and shape[0] == 1):  # tokens, tables: a 2D matrix
         flat = (math.prod(shape[:-1]), shape[-1])
-        out = _to_shape(block, vector, flat, None if into is None else [t.view(flat) for t in into])
-        return out.reshape(-1, *shape) if into is None else None
+        if into is None:
+            return _to_shape(block, vector, flat).reshape(-1, *shape)
+        _to_shape(block, vector, flat, [t.view(flat) for t in into])
+        return None
     k = block.shape[-1] // 2
     core = block[..., k, k] if len(shape) == 2 else block[..., k] if len(shape) == 3 else block
     return _tile(core, shape, 2, into)
+
+
+def _linear_pair(m: nn.Module) -> tuple[nn.Linear, nn.Linear]:
+    """The two Linear layers of a message MLP (Linear, activation, Linear)."""
+    first, _, second = cast(nn.Sequential, m)
+    return cast(nn.Linear, first), cast(nn.Linear, second)
 
 
 class GHN(Pretrained[GHNConfig]):
@@ -225,7 +239,7 @@ class GHN(Pretrained[GHNConfig]):
         from its initial state, so the GRU's hidden projection of all nodes is computed up front.
         """
         n, width = h.shape
-        (w1d, _, w2d), (w1v, _, w2v) = msgs
+        (w1d, w2d), (w1v, w2v) = (_linear_pair(m) for m in msgs)
         w1, b1 = torch.cat([w1d.weight, w1v.weight]), torch.cat([w1d.bias, w1v.bias])  # (2H, H)
         w2, b2 = torch.block_diag(w2d.weight, w2v.weight), torch.cat([w2d.bias, w2v.bias])  # (2H, 2H)
         h = h[schedule.order]  # (N, H), level-sorted
@@ -294,9 +308,10 @@ class GHN(Pretrained[GHNConfig]):
             entry, idx = graphs[gi].spec[name], torch.tensor(members, device=h.device)
             block, vector = _normalise(blocks[idx], vectors[idx], entry)  # elementwise: commutes with tiling
             dest = [None if into is None else into[gi].get(name) for gi, name in (where[p] for p in members)]
-            if all(t is not None and t.is_contiguous() and t.shape == entry.shape for t in dest):
-                _to_shape(block, vector, entry.shape, dest)
-                tensors = dest
+            ready = [t for t in dest if t is not None and t.is_contiguous() and t.shape == entry.shape]
+            if len(ready) == len(dest):
+                _to_shape(block, vector, entry.shape, ready)
+                tensors = ready
             else:
                 tensors = _to_shape(block, vector, entry.shape).unbind(0)
             for p, tensor in zip(members, tensors, strict=True):

@@ -77,10 +77,12 @@ def _predict(ghn: GHN, model: nn.Module, example_input, into: dict | None) -> tu
         params = ghn([graph], into=None if into is None else [into])[0]
     report = PredictReport(predicted=list(params), not_predicted=dict(graph.unreached), graph=graph,
                            graph_seconds=mid - start)
-    for name in graph.spec.names:
+    spec = graph.spec
+    assert spec is not None  # build_graph always records the traced module's ParamSpec
+    for name in spec.names:
         if name not in params and name not in report.not_predicted:
             report.not_predicted[name] = f"its node owns more than max_params_per_node={ghn.config.max_params_per_node}"
-    tied = {n for n, _ in model.named_parameters(remove_duplicate=False)} - set(graph.spec.names)
+    tied = {n for n, _ in model.named_parameters(remove_duplicate=False)} - set(spec.names)
     for name in tied:
         report.not_predicted[name] = "tied to another parameter (predicted under that name)"
     report.predict_seconds = time.perf_counter() - mid

@@ -9,6 +9,8 @@ self-attention; normalisation is BatchNorm, GroupNorm or none (the network-wide 
 
 from __future__ import annotations
 
+import functools
+import operator
 import random
 
 import torch
@@ -65,7 +67,7 @@ class _Cell(nn.Module):
         states = [x]
         for op, i in zip(self.ops, self.inputs, strict=True):
             states.append(op(states[i]))
-        return sum(states[1:])
+        return functools.reduce(operator.add, states[1:])
 
 
 class Net(nn.Module):
