@@ -236,6 +236,7 @@ def run(quick: bool, out_dir, log=print) -> dict:
     done = set(sweep)
     seeds = lambda m: range(cfg["seeds_of"].get(m, cfg["seeds"]))  # noqa: E731
     final = [j for j in _jobs(cfg, seeds, lambda b, m: [chosen[b].get(m, FIXED.get(m))]) if j not in done]
+    final.sort(key=lambda j: j[1] == "hnet-large")  # the costliest, least seed-hungry runs last
     log(f"continual: {len(final)} more training sequences at the chosen settings (seeds 0-{cfg['seeds'] - 1})")
     rows += run_jobs(_run, final, cfg["workers"])
     summary = _summary(rows, chosen, cfg)
