@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import overload
 
 from .._config import DictConfig
 
 
-def _rule(value):
+@overload
+def _rule(value: str | Sequence[str]) -> str | list[str]: ...
+@overload
+def _rule(value: None) -> None: ...
+def _rule(value: str | Sequence[str] | None) -> str | list[str] | None:
     """A PEFT ``target_modules`` rule: a regex string stays as it is; a sequence becomes a list."""
     return value if value is None or isinstance(value, str) else list(value)
 
@@ -16,8 +22,8 @@ def _rule(value):
 class AdapterConfig(DictConfig):
     """A hypernetwork that emits LoRA factors (and optionally LayerNorm shifts) for a frozen model."""
 
-    target_modules: str | list[str] = ("query", "value")  # modules given LoRA, by PEFT's target_modules rules
-    exclude_modules: str | list[str] | None = None  # modules never adapted, by the same rules (exclusion wins)
+    target_modules: str | Sequence[str] = ("query", "value")  # modules given LoRA, by PEFT's target_modules rules
+    exclude_modules: str | Sequence[str] | None = None  # modules never adapted, by the same rules (exclusion wins)
     rank: int = 8  # r: rank of each generated LoRA update B·A
     num_tasks: int | None = None  # task-id conditioning (HyperFormer): number of tasks; None for text
     cond_features: int | None = None  # text conditioning (Text-to-LoRA): width of the sentence embedding
@@ -25,7 +31,7 @@ class AdapterConfig(DictConfig):
     layer_dim: int = 16  # width of the learned layer-index embedding
     type_dim: int = 16  # width of the learned module-type embedding
     hidden: tuple[int, ...] = (128,)  # hidden widths of the generator's shared MLP
-    norm_modules: str | list[str] | None = None  # LayerNorms given generated (γ, β) shifts (HyperFormer)
+    norm_modules: str | Sequence[str] | None = None  # LayerNorms given generated (γ, β) shifts (HyperFormer)
     seed: int = 0  # seed of the initialisation's calibration draw
 
     def __post_init__(self):
@@ -39,7 +45,7 @@ class AdapterConfig(DictConfig):
         sizes = {"rank": self.rank, "cond_dim": self.cond_dim, "layer_dim": self.layer_dim,
                  "type_dim": self.type_dim, "num_tasks": self.num_tasks or 1,
                  "cond_features": self.cond_features or 1}
-        bad = {k: v for k, v in sizes.items() if v < 1}
+        bad: dict[str, object] = {k: v for k, v in sizes.items() if v < 1}
         if any(h < 1 for h in self.hidden):
             bad["hidden"] = self.hidden
         if bad:

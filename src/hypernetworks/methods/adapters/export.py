@@ -60,5 +60,5 @@ def export_peft(model: GeneratedAdapters, cond: torch.Tensor, path: str | Path) 
         raise RuntimeError(f"export_peft: PEFT did not take the adapter: unexpected {result.unexpected_keys}, "
                            f"missing {missing}.")
     path = Path(path)
-    wrapped.save_pretrained(path)
+    wrapped.save_pretrained(str(path))
     return path

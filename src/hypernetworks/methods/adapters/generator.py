@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -107,5 +108,5 @@ class Layerwise(Head):
         moments (mean, v) starts with them on the calibration conditions; v = 0 gives exact zeros."""
         m2 = second_moment(self.features(z))
         for group, layer in zip(self.modules_by_type, self.outs, strict=True):
-            init_rows(layer, self.local_specs[group[0]], moments, m2)
+            init_rows(cast(nn.Linear, layer), self.local_specs[group[0]], moments, m2)
 

@@ -11,6 +11,8 @@ together in one ``functional_call`` with a per-tensor mode.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -24,7 +26,8 @@ from .generator import Layerwise
 
 __all__ = ["GeneratedAdapters", "hyperformer", "lora_spec", "norm_spec", "text_to_lora"]
 
-def lora_spec(target: nn.Module, target_modules, exclude_modules=None) -> ParamSpec:
+def lora_spec(target: nn.Module, target_modules: str | Sequence[str],
+              exclude_modules: str | Sequence[str] | None = None) -> ParamSpec:
     """The weights (>= 2-D) of the modules that PEFT's ``target_modules`` rules select.
 
     Raises:
@@ -38,7 +41,7 @@ def lora_spec(target: nn.Module, target_modules, exclude_modules=None) -> ParamS
     return spec.subset(weights)
 
 
-def norm_spec(target: nn.Module, norm_modules) -> ParamSpec:
+def norm_spec(target: nn.Module, norm_modules: str | Sequence[str]) -> ParamSpec:
     """γ and β of the normalisation layers (``module_kind`` "norm") that ``norm_modules`` selects.
 
     Raises:
@@ -78,6 +81,7 @@ class GeneratedAdapters(Pretrained[AdapterConfig]):
     """
 
     CONFIG = AdapterConfig
+    norms: HyperNetwork | None  # set with object.__setattr__: shares the target and encoder of self.lora
     NOT_SAVED = ("lora.target.",)  # the frozen model: from_pretrained takes it from its target
 
     def __init__(self, target: nn.Module, config: AdapterConfig | None = None, *,
@@ -87,6 +91,7 @@ class GeneratedAdapters(Pretrained[AdapterConfig]):
         if config.num_tasks is not None:
             encoder = encoders.Embedding(config.num_tasks, config.cond_dim)
         else:
+            assert config.cond_features is not None  # AdapterConfig checks that exactly one of the two is set
             encoder = encoders.Projection(config.cond_features, config.cond_dim)
         head = {"hidden": config.hidden, "layer_dim": config.layer_dim, "type_dim": config.type_dim}
         self.lora = HyperNetwork(target, lora_spec(target, config.target_modules, config.exclude_modules),

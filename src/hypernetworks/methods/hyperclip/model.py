@@ -72,7 +72,10 @@ class TextSet(Encoder):
 class ZeroShotClassifier(nn.Module):
     """A deployable classifier: an image encoder and fixed class vectors, ``(B, C, H, W) -> (B, K)`` logits."""
 
-    def __init__(self, encoder: nn.Module, class_vectors: torch.Tensor, bias: torch.Tensor):
+    class_vectors: torch.Tensor  # buffers (K, E) and ()
+    bias: torch.Tensor
+
+    def __init__(self, encoder: nn.Module, class_vectors: torch.Tensor, bias: torch.Tensor) -> None:
         super().__init__()
         self.encoder = encoder
         self.register_buffer("class_vectors", class_vectors)  # (K, E), scaled by the temperature

@@ -12,6 +12,8 @@ bits gives the bit count of the whole representation.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -63,8 +65,9 @@ class DOH(Pretrained[DOHConfig]):
     """
 
     CONFIG = DOHConfig
+    projection: torch.Tensor  # buffer (P, latent): the fixed random projection
 
-    def __init__(self, target: nn.Module, config: DOHConfig | None = None, **options):
+    def __init__(self, target: nn.Module, config: DOHConfig | None = None, **options: Any) -> None:
         super().__init__()
         self.config = config = DOHConfig.build(config, **options)
         latent_dim, self.target = config.latent_dim, target
@@ -81,13 +84,15 @@ class DOH(Pretrained[DOHConfig]):
         self.register_buffer("projection", proj * scale.unsqueeze(1), persistent=False)  # (P, latent)
         self.z = nn.Parameter(torch.randn(latent_dim, generator=gen))
 
-    def generate(self, z: torch.Tensor | None = None, biases: dict | None = None) -> dict[str, torch.Tensor]:
+    def generate(self, z: torch.Tensor | None = None,
+                 biases: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """{name: tensor} of the INR for code ``z`` and ``biases`` (default: the trained ones)."""
         weights = self.spec.unflatten(self.projection @ (self.z if z is None else z))  # (P,) -> dict
-        biases = self.biases if biases is None else biases
-        return weights | {n: biases[n.replace(".", "_")] for n in self._bias_names}
+        table = self.biases if biases is None else biases
+        return weights | {n: table[n.replace(".", "_")] for n in self._bias_names}
 
-    def forward(self, coords: torch.Tensor, z: torch.Tensor | None = None, biases: dict | None = None):
+    def forward(self, coords: torch.Tensor, z: torch.Tensor | None = None,
+                biases: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         return functional_call(self.target, self.generate(z, biases), (coords,))
 
     def quantized(self, bits: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:

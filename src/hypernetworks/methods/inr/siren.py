@@ -43,7 +43,9 @@ def siren(in_features: int, hidden: int, depth: int, out_features: int, omega0: 
 class FourierFeatures(nn.Module):
     """``v (..., in) -> [cos(2πBv), sin(2πBv)] (..., 2·features)`` with a fixed B ~ N(0, sigma²)."""
 
-    def __init__(self, in_features: int, features: int, sigma: float = 10.0, seed: int = 0):
+    B: torch.Tensor  # buffer (in, features)
+
+    def __init__(self, in_features: int, features: int, sigma: float = 10.0, seed: int = 0) -> None:
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
         self.register_buffer("B", sigma * torch.randn(in_features, features, generator=gen))

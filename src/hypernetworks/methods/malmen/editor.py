@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -80,7 +81,7 @@ class MALMEN(Pretrained[MALMENConfig]):
         self.config = MALMENConfig.build(config, **options)
         if not self.config.layers:
             raise ValueError("MALMEN: config.layers names no layer to edit; give the nn.Linear submodules' names.")
-        self.layers = {}  # {name: (in_features I, out_features O)}
+        self.layers: dict[str, tuple[int, int]] = {}  # {name: (in_features I, out_features O)}
         for name in self.config.layers:
             module = model.get_submodule(name)
             if not isinstance(module, nn.Linear):
@@ -133,15 +134,19 @@ class MALMEN(Pretrained[MALMENConfig]):
                 out[n][1].append(g.reshape(-1, self.layers[n][1]))
         return {n: (torch.cat(us), torch.cat(ds)) for n, (us, ds) in out.items()}
 
+    def _net(self, key: str) -> ShiftNet:
+        """The hypernetwork shared by the layers of shape ``key`` (``"IxO"``)."""
+        return cast(ShiftNet, self.nets[key])
+
     def observe(self, cache: Cache) -> None:
         """Add the cached edits to each hypernetwork's input statistics (used to normalise and set η)."""
         for name, (u, delta) in cache.items():
-            self.nets[self.where[name][0]].observe(u, delta)
+            self._net(self.where[name][0]).observe(u, delta)
 
     def pseudo(self, name: str, keys: torch.Tensor, value_grads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pseudo keys ũ (N, I) and scaled pseudo gradients d̃ = -η δ̃ (N, O) for one layer's edits."""
         key, layer = self.where[name]
-        net = self.nets[key]
+        net = self._net(key)
         u_t, delta_t = net(keys, value_grads, layer)
         eta = self.log_lr[list(self.layers).index(name)].exp() / net.mean_key_sq_norm()
         return u_t, -eta * delta_t

@@ -4,6 +4,8 @@ a pseudo value gradient (Mitchell et al., "Fast Model Editing at Scale", ICLR 20
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -24,15 +26,19 @@ class ShiftNet(nn.Module):
         blocks: number of residual blocks.
     """
 
-    def __init__(self, in_features: int, out_features: int, num_layers: int, rank: int, blocks: int):
+    count: torch.Tensor  # buffers: number of observed edits, Σ[u, δ] and Σ[u, δ]² (I + O,), in float64
+    total: torch.Tensor
+    total_sq: torch.Tensor
+
+    def __init__(self, in_features: int, out_features: int, num_layers: int, rank: int, blocks: int) -> None:
         super().__init__()
         dim = in_features + out_features
         self.in_features, self.out_features, self.num_layers = in_features, out_features, num_layers
         self.down = nn.ModuleList(nn.Linear(dim, rank) for _ in range(blocks))
         self.up = nn.ModuleList(nn.Linear(rank, dim) for _ in range(blocks))
         for layer in self.up:
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
+            nn.init.zeros_(cast(nn.Linear, layer).weight)
+            nn.init.zeros_(cast(nn.Linear, layer).bias)
         self.scale = nn.Parameter(torch.ones(blocks, num_layers, dim))
         self.offset = nn.Parameter(torch.zeros(blocks, num_layers, dim))
         self.register_buffer("count", torch.zeros((), dtype=torch.float64))
@@ -80,4 +86,5 @@ class ShiftNet(nn.Module):
         for b, (down, up) in enumerate(zip(self.down, self.up, strict=True)):
             h = h + self.scale[b, layer] * up(torch.relu(down(h))) + self.offset[b, layer]
         out = x + (h - z) * std  # (N, I + O)
-        return out.split([self.in_features, self.out_features], -1)
+        pseudo_keys, pseudo_grads = out.split([self.in_features, self.out_features], -1)
+        return pseudo_keys, pseudo_grads

@@ -156,7 +156,7 @@ class SIE(Pretrained[SIEConfig]):
         z1, z2 = self.inv_projector(inv1), self.inv_projector(inv2)
         inv = F.mse_loss(z1, z2)
         equi = torch.zeros(())
-        if c.split:
+        if self.equi_projector is not None:  # built exactly when c.split
             e1, e2 = self.equi_projector(equi1), self.equi_projector(equi2)
             pred = self.transform_embedding(e1, g)
             equi = F.mse_loss(pred, e2)
