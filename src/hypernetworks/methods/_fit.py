@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 
@@ -17,7 +18,7 @@ class _Silent:
         pass
 
 
-def progress_bar(progress: bool | Bar | None, total: int | None, desc: str):
+def progress_bar(progress: bool | Bar | None, total: int | None, desc: str) -> AbstractContextManager[Bar]:
     """A context manager yielding an object with ``update(n)``.
 
     ``progress``: ``True`` for a ``tqdm`` bar over ``total`` steps (closed on exit), ``None`` / ``False``

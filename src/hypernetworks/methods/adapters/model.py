@@ -12,6 +12,7 @@ together in one ``functional_call`` with a per-tensor mode.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -139,7 +140,7 @@ class GeneratedAdapters(Pretrained[AdapterConfig]):
 
 
 def hyperformer(target: nn.Module, config: AdapterConfig | None = None, *,
-                calibration: torch.Tensor | None = None, **options) -> GeneratedAdapters:
+                calibration: torch.Tensor | None = None, **options: Any) -> GeneratedAdapters:
     """HyperFormer-style: a learned task embedding -> LoRA factors and (with ``norm_modules``)
     conditional LayerNorm; the condition is a task id.
 
@@ -156,7 +157,7 @@ def hyperformer(target: nn.Module, config: AdapterConfig | None = None, *,
 
 
 def text_to_lora(target: nn.Module, config: AdapterConfig | None = None, *,
-                 calibration: torch.Tensor | None = None, **options) -> GeneratedAdapters:
+                 calibration: torch.Tensor | None = None, **options: Any) -> GeneratedAdapters:
     """Text-to-LoRA-style: a sentence embedding of a task description -> LoRA factors.
 
     Example:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import functools
 import operator
 import random
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -99,8 +101,9 @@ class Net(nn.Module):
         return self.classifier(self.features(x))
 
 
-def sample_genotype(rng: random.Random, *, widths=(8, 12, 16), stages=(2, 3), cells=(1, 2), nodes=(1, 4),
-                    norms=NORMS, in_channels: int = 1, classes: int = 10) -> dict:
+def sample_genotype(rng: random.Random, *, widths: Sequence[int] = (8, 12, 16), stages: Sequence[int] = (2, 3),
+                    cells: Sequence[int] = (1, 2), nodes: tuple[int, int] = (1, 4), norms: Sequence[str] = NORMS,
+                    in_channels: int = 1, classes: int = 10) -> dict[str, Any]:
     """A random genotype of the space; ranges give the choices (``nodes`` is an inclusive range)."""
     n = rng.randint(*nodes)
     cell = [(rng.choice(CELL_OPS), rng.randrange(i + 1)) for i in range(n)]

@@ -20,10 +20,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch import nn
 
 from ...functional import functional_call
 from .._config import DictConfig
@@ -113,8 +115,9 @@ class ArchPool:
         return self._built[i]
 
 
-def save_checkpoint(path, ghn: GHN, opt=None, step: int = 0, train_config: TrainConfig | None = None,
-                    scheduler=None) -> None:
+def save_checkpoint(path: str | Path, ghn: GHN, opt: torch.optim.Optimizer | None = None, step: int = 0,
+                    train_config: TrainConfig | None = None,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> None:
     """Save the GHN (config + weights), and the optimiser, scheduler and step when given (for resuming)."""
     state = {"config": ghn.config.to_dict(), "state_dict": ghn.state_dict(), "step": step,
              "train_config": None if train_config is None else train_config.to_dict()}
@@ -125,7 +128,7 @@ def save_checkpoint(path, ghn: GHN, opt=None, step: int = 0, train_config: Train
     torch.save(state, path)
 
 
-def load_checkpoint(path) -> tuple[GHN, dict]:
+def load_checkpoint(path: str | Path) -> tuple[GHN, dict[str, Any]]:
     """The GHN saved at ``path`` and the raw checkpoint dict (optimizer, step)."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     ghn = GHN(GHNConfig.from_dict(state["config"]))
@@ -139,8 +142,9 @@ def _rank_world() -> tuple[int, int]:
     return 0, 1
 
 
-def meta_loss(ghn, pool: ArchPool, arch_ids: list[int], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of the architectures ``arch_ids`` run with GHN-predicted parameters on (x, y)."""
+def meta_loss(ghn: nn.Module, pool: ArchPool, arch_ids: list[int], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of the architectures ``arch_ids`` run with GHN-predicted parameters on (x, y);
+    ``ghn`` is a ``GHN`` or its ``DistributedDataParallel`` wrapper."""
     built = [pool.get(i) for i in arch_ids]
     predicted = ghn([g for _, g in built])
     losses = []

@@ -62,7 +62,7 @@ class TextSet(Encoder):
         h = F.relu(self.phi(F.normalize(text, dim=-1))) * mask  # (..., M, dim)
         return h.sum(-2) / mask.sum(-2).clamp_min(1.0)  # (..., dim)
 
-    def example(self, n, generator=None):
+    def example(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         m, d = self.cond_shape
         text = F.normalize(torch.randn(n, m, d, generator=generator), dim=-1)
         sizes = torch.randint(1, m + 1, (n, 1, 1), generator=generator)

@@ -72,7 +72,8 @@ def coordinate_grid(height: int, width: int) -> torch.Tensor:
     return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(-1, 2)
 
 
-def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, dim=None) -> torch.Tensor:
+def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0,
+         dim: int | tuple[int, ...] | None = None) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB of the mean squared error over ``dim`` (default: all)."""
     err = (pred - target).square()
     mse = err.mean() if dim is None else err.mean(dim)

@@ -30,7 +30,7 @@ class ReplayBuffer:
         self.s2 = torch.zeros(capacity, state_dim)
         self.done = torch.zeros(capacity, 1)
 
-    def add(self, s, a, r: float, s2, done: bool) -> None:
+    def add(self, s: torch.Tensor, a: torch.Tensor, r: float, s2: torch.Tensor, done: bool) -> None:
         i = self.pos
         self.s[i], self.a[i], self.s2[i] = torch.as_tensor(s), torch.as_tensor(a), torch.as_tensor(s2)
         self.r[i, 0], self.done[i, 0] = float(r), float(done)
@@ -98,7 +98,7 @@ class TD3:
         """The first critic, Q1(s, a): ``(B, S), (B, A) -> (B, 1)``."""
         return self.q1(state, action)
 
-    def update(self, batch) -> dict[str, float]:
+    def update(self, batch: tuple[torch.Tensor, ...]) -> dict[str, float]:
         s, a, r, s2, done = batch
         c = self.cfg
         with torch.no_grad():
@@ -167,7 +167,7 @@ class SAC:
         """The first critic, Q1(s, a): ``(B, S), (B, A) -> (B, 1)``."""
         return self.q1(state, action)
 
-    def update(self, batch) -> dict[str, float]:
+    def update(self, batch: tuple[torch.Tensor, ...]) -> dict[str, float]:
         s, a, r, s2, done = batch
         c = self.cfg
         alpha = self.log_alpha.exp().detach()

@@ -56,7 +56,7 @@ class Transform(Encoder):
     def forward(self, g: torch.Tensor) -> torch.Tensor:
         return g
 
-    def example(self, n, generator=None):
+    def example(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         if self.dim != 2:
             return torch.randn(n, self.dim, generator=generator)
         angle = 2 * math.pi * torch.rand(n, generator=generator)
