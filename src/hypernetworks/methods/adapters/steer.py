@@ -11,6 +11,8 @@ generator can also cross-attend to the base model's states; this one reads the p
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -64,7 +66,7 @@ def add_steering(model: nn.Module, module_name: str, width: int) -> str:
 
 
 def hypersteer(model: nn.Module, config: SteerConfig | None = None, *, calibration: torch.Tensor | None = None,
-               **options) -> HyperNetwork:
+               **options: Any) -> HyperNetwork:
     """A hypernetwork: prompt embedding (F,) -> steering vector (d,) after ``config.module`` of a frozen model.
 
     Args:

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -33,7 +35,7 @@ class SetEncoder(Encoder):
         return self.rho(self.phi(observations).mean(-2))  # (..., K, F) -> (..., dim)
 
 
-def hyperplanes(inr: nn.Module, config: HyperPlanesConfig | None = None, **options) -> HyperNetwork:
+def hyperplanes(inr: nn.Module, config: HyperPlanesConfig | None = None, **options: Any) -> HyperNetwork:
     """A hypernetwork from ``set_size`` observations (coordinate ++ value, ``in_features`` each) to the
     weights of ``inr``: Δθ added to the trained shared θ (starting at exactly θ), or all weights.
 

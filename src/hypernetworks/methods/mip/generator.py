@@ -9,6 +9,8 @@ layers use Kaiming fan-out init.
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
 from ...encoders import Scalars
@@ -19,7 +21,7 @@ from .config import MIPConfig
 
 
 def hypernetwork(target: nn.Module, config: MIPConfig | None = None, *, spec: ParamSpec | None = None,
-                 **options) -> HyperNetwork:
+                 **options: Any) -> HyperNetwork:
     """A γ-conditioned MIP hypernetwork that generates ``spec`` (default: all) of ``target``.
 
     Args:
