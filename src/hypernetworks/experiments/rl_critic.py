@@ -38,7 +38,9 @@ from ..methods.rl import (
 from . import _claims
 from ._common import configured, pyplot, run_jobs, save
 
-FULL = {"envs": {"InvertedPendulum-v5": 15_000, "InvertedDoublePendulum-v5": 12_000}, "algos": ("td3",),
+# The full run is InvertedPendulum only: with 7 reproductions on the 2 shared cores, InvertedDoublePendulum-v5
+# (12,000 steps, its own sweep and 5 seeds) did not fit; set it here as {"InvertedDoublePendulum-v5": 12_000}.
+FULL = {"envs": {"InvertedPendulum-v5": 15_000}, "algos": ("td3",),
         "seeds": (0, 1, 2, 3, 4), "tuning_seeds": (100,), "lrs": (3e-4, 1e-3), "start_steps": 1000,
         "eval_every": 1000, "eval_episodes": 3, "final_episodes": 10, "probe_states": 32, "probe_horizon": 200,
         "batch_size": 256, "workers": 2}
