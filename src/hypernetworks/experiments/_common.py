@@ -58,6 +58,21 @@ def job_settings(settings: JobSettings) -> Iterator[None]:
         _settings.reset(token)
 
 
+def sweep_lines(title: str, names: dict, models, sweep: list[dict], score: str, cell: Callable[[float], str],
+                width: int) -> list[str]:
+    """A learning-rate sweep as table lines: a row per model (``names[kind]``, ``width`` wide), a column
+    per rate, ``cell(value)`` of each run's ``score``, the best rate per model marked *."""
+    lrs = sorted({r["lr"] for r in sweep})
+    col = len(cell(0.0)) + 1
+    lines = ["", title, f"{'model':<{width}} " + " ".join(f"{lr:>{col}.0e}" for lr in lrs)]
+    for kind in models:
+        values = {r["lr"]: r[score] for r in sweep if r["kind"] == kind}
+        best = max(values, key=lambda lr: values[lr])
+        lines.append(f"{names[kind]:<{width}} " + " ".join(f"{cell(values[lr])}{'*' if lr == best else ' '}"
+                                                           for lr in lrs))
+    return lines
+
+
 def configured(cfg: dict) -> dict:
     """A reproduction's configuration with the command line's ``--seeds N`` applied: its ``"seeds"``
     entry (a count, a tuple of seeds, or a dict of counts per part) becomes N, seeds 0..N-1, or N for

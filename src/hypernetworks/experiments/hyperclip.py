@@ -27,7 +27,7 @@ import torch
 from ..data import load_fashion_mnist
 from ..methods.hyperclip import HyperCLIP, minilm_embeddings, prompts, siglip_loss
 from . import _claims
-from ._common import configured, pyplot, run_jobs, save
+from ._common import configured, pyplot, run_jobs, save, sweep_lines
 
 CLASSES = ("T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot")
 SIZES = (3, 4, 5)
@@ -146,15 +146,9 @@ def _table(rows, sweep) -> tuple[str, list[dict]]:
         cells = " ".join(f"{100 * s['accuracy'][c]:>6.1f} ± {100 * s['std'][c]:<3.1f}" for c in cols)
         lines.append(f"{NAMES[s['model']]:<40} {s['width']:>5} {s['lr']:>6.0e} {s['trainable']:>9,} "
                      f"{s['deployed']:>8,} {cells} {s['ms_per_step']:>8.1f} {s['ms_per_step'] / base:>4.2f}x")
-    lrs = sorted({r["lr"] for r in sweep})
-    lines += ["", "learning rate (Adam) swept alike for every model, seed 0: zero-shot accuracy (%) on validation "
-              "subsets of held-out training images (the chosen one marked *)",
-              f"{'model':<40} " + " ".join(f"{lr:>8.0e}" for lr in lrs)]
-    for kind in MODELS:
-        score = {r["lr"]: r["val_accuracy"] for r in sweep if r["kind"] == kind}
-        best = max(score, key=score.get)
-        lines.append(f"{NAMES[kind]:<40} " + " ".join(f"{100 * score[lr]:>7.1f}{'*' if lr == best else ' '}"
-                                                      for lr in lrs))
+    lines += sweep_lines("learning rate (Adam) swept alike for every model, seed 0: zero-shot accuracy (%) on "
+                         "validation subsets of held-out training images (the chosen one marked *)", NAMES, MODELS,
+                         sweep, "val_accuracy", lambda v: f"{100 * v:>7.1f}", 40)
     return "\n".join(lines), summary
 
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from ..data import load_fashion_mnist
 from ..methods.sie import SIE, predictor_sensitivity
 from . import _claims
-from ._common import configured, pyplot, run_jobs, save
+from ._common import configured, pyplot, run_jobs, save, sweep_lines
 
 FULL = {"seeds": 5, "steps": 1000, "batch": 128, "lrs": (1e-3, 2e-3, 4e-3, 8e-3), "width": 8, "val": 10000,
         "probe_train": 5000, "probe_test": 2000, "probe_steps": 800, "workers": 1}
@@ -208,7 +208,6 @@ def _table(rows, sweep) -> tuple[str, list[dict]]:
     cols = [("class acc %", "class_acc", 100.0, 1), ("acc % (all)", "class_acc_all", 100.0, 1),
             ("rot R² %", "rotation_r2", 100.0, 1), ("rot R² % inv", "rotation_r2_inv", 100.0, 1),
             ("pred R² %", "predictor_r2", 100.0, 1), ("g-sensitivity", "sensitivity", 1.0, 2)]
-    lrs = sorted({r["lr"] for r in sweep})
     lines = [f"rotated Fashion-MNIST, representation of {REPR} dims (SIE/MLP: 32 invariant + 32 equivariant); test "
              f"images, mean ± std over {summary[0]['seeds']} seed(s).\nclass acc: logistic probe on the invariant "
              "part (VICReg: all); rot R²: MLP probe for the relative rotation from both views' equivariant parts "
@@ -218,13 +217,9 @@ def _table(rows, sweep) -> tuple[str, list[dict]]:
     for s in summary:
         lines.append(f"{NAMES[s['model']]:<32} {s['lr']:>7.0e} " + " ".join(cell(s[k], sc, d) for _, k, sc, d in cols)
                      + f" {s['ms_per_step']:>8.1f}")
-    lines += ["", "learning rate (Adam) swept alike for every model, seed 0; validation score = class acc + rot R² "
-              "on held-out training images (the chosen one marked *)",
-              f"{'model':<32} " + " ".join(f"{lr:>9.0e}" for lr in lrs)]
-    for kind in MODELS:
-        score = {r["lr"]: r["val_score"] for r in sweep if r["kind"] == kind}
-        best = max(score, key=score.get)
-        lines.append(f"{NAMES[kind]:<32} " + " ".join(f"{score[lr]:>8.3f}{'*' if lr == best else ' '}" for lr in lrs))
+    lines += sweep_lines("learning rate (Adam) swept alike for every model, seed 0; validation score = class acc + "
+                         "rot R² on held-out training images (the chosen one marked *)", NAMES, MODELS, sweep,
+                         "val_score", lambda v: f"{v:>8.3f}", 32)
     return "\n".join(lines), summary
 
 
