@@ -29,3 +29,16 @@ def test_mnist_subset_loads_offline():
     assert x.shape == (5000, 1, 28, 28) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
     assert torch.equal(torch.bincount(y), torch.full((10,), 500))  # 500 per digit
     assert x.std() > 0.2  # real images, not blanks
+
+
+def test_fortune_categories_counts_quotes(tmp_path):
+    from hypernetworks.data import fortune_categories
+
+    for name, n in [("big", 3), ("small", 1)]:
+        (tmp_path / name).write_text("\n%\n".join(f"quote {i}" for i in range(n)) + "\n%\n")
+        (tmp_path / f"{name}.dat").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not a category")
+    assert fortune_categories(path=tmp_path) == ["big", "small"]
+    assert fortune_categories(min_quotes=2, path=tmp_path) == ["big"]
+    with pytest.raises(FileNotFoundError, match="fortunes package"):
+        fortune_categories(path=tmp_path / "missing")

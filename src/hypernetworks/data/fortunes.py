@@ -24,10 +24,29 @@ def load_fortunes(categories: list[str], path: str | Path = FORTUNES_DIR) -> tup
         f = Path(path) / name
         if not f.exists():
             raise FileNotFoundError(f"load_fortunes: {f} not found; install Debian's fortunes package or pass path=.")
-        quotes = [q.strip() for q in f.read_text(encoding="latin-1").split("\n%\n") if q.strip()]
+        quotes = _quotes(f)
         texts += quotes
         labels += [label] * len(quotes)
     return texts, torch.tensor(labels)
+
+
+def fortune_categories(min_quotes: int = 1, path: str | Path = FORTUNES_DIR) -> list[str]:
+    """Names of the category files under ``path`` holding at least ``min_quotes`` quotes, sorted.
+
+    Raises:
+        FileNotFoundError: ``path`` is not a folder (install Debian's fortunes package or pass path=).
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"fortune_categories: {folder} not found; install Debian's fortunes package or pass path=."
+        )
+    names = [f.name for f in folder.iterdir() if f.is_file() and not f.suffix and (folder / f"{f.name}.dat").exists()]
+    return sorted(n for n in names if len(_quotes(folder / n)) >= min_quotes)
+
+
+def _quotes(file: Path) -> list[str]:
+    return [q.strip() for q in file.read_text(encoding="latin-1").split("\n%\n") if q.strip()]
 
 
 def words(text: str) -> list[str]:
