@@ -14,7 +14,7 @@ from hypernetworks.methods.ghn import GHN, build_graph
 from hypernetworks.methods.hyperclip import HyperCLIP
 from hypernetworks.methods.inr import DOH, siren
 from hypernetworks.methods.malmen import MALMEN
-from hypernetworks.methods.rl import ArchPolicy, ModuMorph
+from hypernetworks.methods.rl import ArchPolicy, HyperActor, HyperCritic, MLPCritic, ModuMorph
 from hypernetworks.methods.sie import SIE
 
 
@@ -72,6 +72,15 @@ CASES = {
                   lambda m, t: m(torch.randn(2, 3, 2, generator=torch.Generator().manual_seed(4)),
                                  torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(5)),
                                  torch.tensor([[False, False, True]] * 2))),
+    "hyper_critic": (lambda t: HyperCritic(state_dim=3, action_dim=2, dynamic_hidden=(8,), primary_hidden=(8,)), None,
+                     lambda m, t: m(torch.randn(4, 3, generator=torch.Generator().manual_seed(4)),
+                                    torch.rand(4, 2, generator=torch.Generator().manual_seed(5)))),
+    "mlp_critic": (lambda t: MLPCritic(state_dim=3, action_dim=2, hidden=(8, 8)), None,
+                   lambda m, t: m(torch.randn(4, 3, generator=torch.Generator().manual_seed(4)),
+                                  torch.rand(4, 2, generator=torch.Generator().manual_seed(5)))),
+    "hyper_actor": (lambda t: HyperActor(state_dim=3, out_dim=2, context_dim=2, dynamic_hidden=(8,)), None,
+                    lambda m, t: m(torch.randn(4, 3, generator=torch.Generator().manual_seed(4)),
+                                   torch.randn(4, 2, generator=torch.Generator().manual_seed(5)))),
 }
 
 

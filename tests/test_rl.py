@@ -7,11 +7,12 @@ from hypernetworks import cli
 from hypernetworks.methods.rl import (
     SAC,
     TD3,
+    ActorConfig,
     ArchPolicy,
     Chain,
     ConcatContext,
+    CriticConfig,
     HyperActor,
-    HyperCritic,
     MaskedMLP,
     MLPCritic,
     ModuMorph,
@@ -22,19 +23,26 @@ from hypernetworks.methods.rl import (
     Scaled,
     TD3Config,
     arch_space,
+    build_critic,
     gradient_probe,
     lqr_gain,
     num_params,
     random_chain,
     rollout,
+    sized,
 )
 
 SMALL = NetConfig(kind="hyper", hidden=(32, 32), primary_hidden=(32,), embed_dim=8, dynamic_hidden=(8, 8))
 
 
+def critic(state_dim: int, action_dim: int, net: NetConfig = SMALL, **sizes):
+    return build_critic(sized(CriticConfig, NetConfig(**{**net.to_dict(), **sizes}), state_dim=state_dim,
+                              action_dim=action_dim))
+
+
 def test_hyper_critic_is_one_function_of_the_action_per_state():
     torch.manual_seed(0)
-    q = HyperCritic(3, 2, SMALL)
+    q = critic(3, 2)
     s, a = torch.randn(6, 3), torch.rand(6, 2)
     batched = q(s, a)
     single = torch.cat([q(s[i:i + 1], a[i:i + 1]) for i in range(6)])
@@ -49,9 +57,9 @@ def test_hyper_critic_is_one_function_of_the_action_per_state():
 
 def test_hyper_critic_gains_start_at_one_and_train():
     torch.manual_seed(0)
-    with_gain = HyperCritic(3, 1, SMALL)
+    with_gain = critic(3, 1)
     torch.manual_seed(0)
-    without = HyperCritic(3, 1, NetConfig(**{**SMALL.to_dict(), "scales": False}))
+    without = critic(3, 1, scales=False)
     s, a = torch.randn(4, 3), torch.rand(4, 1)
     torch.testing.assert_close(with_gain(s, a), without(s, a))
     with_gain(s, a).sum().backward()
@@ -59,24 +67,30 @@ def test_hyper_critic_gains_start_at_one_and_train():
 
 
 def test_bad_inputs_raise_named_errors():
-    q = HyperCritic(3, 1, SMALL)
+    q = critic(3, 1)
     with pytest.raises(ValueError, match=r"HyperCritic: expected action of shape \(B, 1\)"):
         q(torch.randn(4, 3), torch.randn(4, 2))
     with pytest.raises(ValueError, match="HyperCritic: state and action need the same batch"):
         q(torch.randn(4, 3), torch.randn(5, 1))
     with pytest.raises(ValueError, match="MLPCritic: expected state"):
-        MLPCritic(3, 1)(torch.randn(4, 2), torch.randn(4, 1))
+        critic(3, 1, kind="mlp")(torch.randn(4, 2), torch.randn(4, 1))
     with pytest.raises(ValueError, match="NetConfig: kind must be one of"):
         NetConfig(kind="concat")
     with pytest.raises(ValueError, match="TD3Config: need"):
         TD3Config(gamma=1.0)
     with pytest.raises(ValueError, match="HyperActor: pass a context exactly"):
-        HyperActor(3, 1, SMALL, context_dim=2)(torch.randn(4, 3))
+        HyperActor(sized(ActorConfig, SMALL, state_dim=3, out_dim=1, context_dim=2))(torch.randn(4, 3))
+    with pytest.raises(ValueError, match="MLPCritic: config.kind is 'hyper'"):
+        MLPCritic(CriticConfig())  # a config asking for the hypernetwork
+    with pytest.raises(ValueError, match="ActorConfig: context_dim needs kind='hyper'"):
+        ActorConfig(kind="mlp", context_dim=2)
+    with pytest.raises(ValueError, match="CriticConfig: state_dim=3 in the config, but the agent needs 4"):
+        TD3(4, 1, CriticConfig(state_dim=3))
 
 
 def test_hyper_actor_with_context_gives_one_policy_per_task():
     torch.manual_seed(0)
-    pi = HyperActor(4, 2, SMALL, context_dim=3)
+    pi = HyperActor(sized(ActorConfig, SMALL, state_dim=4, out_dim=2, context_dim=3))
     s = torch.randn(1, 4).expand(5, -1)
     out = pi(s, torch.randn(5, 3))
     assert out.shape == (5, 2) and out.std(0).min() > 1e-4  # same state, different tasks

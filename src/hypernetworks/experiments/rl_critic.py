@@ -26,6 +26,7 @@ import torch
 from ..methods.rl import (
     SAC,
     TD3,
+    CriticConfig,
     NetConfig,
     SACConfig,
     TD3Config,
@@ -34,6 +35,7 @@ from ..methods.rl import (
     evaluate,
     fit,
     gradient_probe,
+    sized,
 )
 from . import _claims
 from ._common import configured, pyplot, run_jobs, save
@@ -56,7 +58,8 @@ KINDS = ("mlp", "hyper")
 
 def critic_params(state_dim: int, action_dim: int, config: NetConfig) -> int:
     """Trainable parameters of one critic built from ``config``."""
-    return sum(p.numel() for p in build_critic(state_dim, action_dim, config).parameters() if p.requires_grad)
+    critic = build_critic(sized(CriticConfig, config, state_dim=state_dim, action_dim=action_dim))
+    return sum(p.numel() for p in critic.parameters() if p.requires_grad)
 
 
 def matched_width(state_dim: int, action_dim: int, target: int) -> int:

@@ -18,6 +18,8 @@ from .. import register_method
 from .agents import SAC as SAC
 from .agents import TD3 as TD3
 from .agents import ReplayBuffer as ReplayBuffer
+from .config import ActorConfig as ActorConfig
+from .config import CriticConfig as CriticConfig
 from .config import HyperPPOConfig as HyperPPOConfig
 from .config import ModuMorphConfig as ModuMorphConfig
 from .config import NetConfig as NetConfig
@@ -25,6 +27,7 @@ from .config import PPOConfig as PPOConfig
 from .config import SACConfig as SACConfig
 from .config import TD3Config as TD3Config
 from .config import arch_space as arch_space
+from .config import sized as sized
 from .hyperppo import ArchPolicy as ArchPolicy
 from .hyperppo import ArchValue as ArchValue
 from .hyperppo import MaskedMLP as MaskedMLP
@@ -50,13 +53,15 @@ from .ppo import Plain as Plain
 from .ppo import evaluate_archs as evaluate_archs
 from .ppo import fit_ppo as fit_ppo
 
+register_method("hyper_critic", build_critic, CriticConfig, takes_target=False)
+register_method("hyper_actor", build_actor, ActorConfig, takes_target=False)
 register_method("hyperppo", ArchPolicy, HyperPPOConfig, takes_target=False)
 register_method("modumorph", ModuMorph, ModuMorphConfig, takes_target=False)
 
 __all__ = [
-    "SAC", "TD3", "ArchPolicy", "ArchValue", "Chain", "ConcatContext", "HyperActor", "HyperCritic", "HyperPPOConfig",
-    "MLPActor", "MLPCritic", "MaskedMLP", "ModuMorph", "ModuMorphConfig", "NetConfig", "PPOConfig", "Plain",
-    "ReplayBuffer", "SACConfig", "Scaled", "TD3Config", "arch_space", "build_actor", "build_critic", "collect_states",
-    "evaluate", "evaluate_archs", "fit", "fit_ppo", "gradient_probe", "lqr_gain", "num_params", "random_chain",
-    "rollout",
+    "SAC", "TD3", "ActorConfig", "ArchPolicy", "ArchValue", "Chain", "ConcatContext", "CriticConfig", "HyperActor",
+    "HyperCritic", "HyperPPOConfig", "MLPActor", "MLPCritic", "MaskedMLP", "ModuMorph", "ModuMorphConfig",
+    "NetConfig", "PPOConfig", "Plain", "ReplayBuffer", "SACConfig", "Scaled", "TD3Config", "arch_space",
+    "build_actor", "build_critic", "collect_states", "evaluate", "evaluate_archs", "fit", "fit_ppo", "gradient_probe",
+    "lqr_gain", "num_params", "random_chain", "rollout", "sized",
 ]

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import NetConfig, SACConfig, TD3Config
+from .config import ActorConfig, CriticConfig, NetConfig, SACConfig, TD3Config, sized
 from .nets import build_actor, build_critic
 
 
@@ -52,8 +52,9 @@ def _soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
         torch._foreach_lerp_(targets, sources, tau)  # pyright: ignore[reportPrivateImportUsage]
 
 
-def _twin(state_dim, action_dim, critic: NetConfig):
-    q1, q2 = build_critic(state_dim, action_dim, critic), build_critic(state_dim, action_dim, critic)
+def _twin(state_dim: int, action_dim: int, critic: NetConfig):
+    config = sized(CriticConfig, critic, state_dim=state_dim, action_dim=action_dim)
+    q1, q2 = build_critic(config), build_critic(config)
     params = [p for q in (q1, q2) for p in q.parameters() if p.requires_grad]
     return q1, q2, params
 
@@ -75,7 +76,8 @@ class TD3:
         torch.manual_seed(seed)
         self.cfg, self.action_dim = config or TD3Config(), action_dim
         self.gen = torch.Generator().manual_seed(seed)
-        self.actor = build_actor(state_dim, action_dim, actor or NetConfig(kind="mlp"))
+        self.actor = build_actor(sized(ActorConfig, actor or NetConfig(kind="mlp"), state_dim=state_dim,
+                                       out_dim=action_dim))
         self.q1, self.q2, critic_params = _twin(state_dim, action_dim, critic)
         self.actor_t, self.q1_t, self.q2_t = (copy.deepcopy(m) for m in (self.actor, self.q1, self.q2))
         self.actor_opt = torch.optim.Adam([p for p in self.actor.parameters() if p.requires_grad], self.cfg.actor_lr)
@@ -135,7 +137,8 @@ class SAC:
         torch.manual_seed(seed)
         self.cfg, self.action_dim = config or SACConfig(), action_dim
         self.gen = torch.Generator().manual_seed(seed)
-        self.actor = build_actor(state_dim, 2 * action_dim, actor or NetConfig(kind="mlp"))
+        self.actor = build_actor(sized(ActorConfig, actor or NetConfig(kind="mlp"), state_dim=state_dim,
+                                       out_dim=2 * action_dim))
         self.q1, self.q2, critic_params = _twin(state_dim, action_dim, critic)
         self.q1_t, self.q2_t = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
         self.log_alpha = torch.tensor(math.log(self.cfg.init_alpha), requires_grad=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import product
+from typing import TypeVar
 
 from .._config import DictConfig
 
@@ -31,6 +32,54 @@ class NetConfig(DictConfig):
         widths = (*self.hidden, *self.primary_hidden, *self.head_hidden, *self.dynamic_hidden, self.embed_dim)
         if any(w < 1 for w in widths):
             raise ValueError(f"NetConfig: all widths must be >= 1, got {widths}.")
+
+
+@dataclass
+class CriticConfig(NetConfig):
+    """A critic Q(s, a): ``NetConfig``'s sizes and the sizes of its two inputs."""
+
+    state_dim: int = 3  # S
+    action_dim: int = 1  # A
+
+    def __post_init__(self):
+        super().__post_init__()
+        if min(self.state_dim, self.action_dim) < 1:
+            raise ValueError(f"CriticConfig: state_dim and action_dim must be >= 1, got {self.state_dim}, "
+                             f"{self.action_dim}.")
+
+
+@dataclass
+class ActorConfig(NetConfig):
+    """An actor ``state (B, S) [, context (B, C)] -> (B, O)``: ``NetConfig``'s sizes and its input/output sizes."""
+
+    state_dim: int = 3  # S
+    out_dim: int = 1  # O raw outputs (TD3: A; SAC: 2A, mean and log σ)
+    context_dim: int | None = None  # hyper only: C of a task context; None: the state conditions the weights
+
+    def __post_init__(self):
+        super().__post_init__()
+        if min(self.state_dim, self.out_dim, 1 if self.context_dim is None else self.context_dim) < 1:
+            raise ValueError(f"ActorConfig: state_dim, out_dim and context_dim must be >= 1, got {self.state_dim}, "
+                             f"{self.out_dim}, {self.context_dim}.")
+        if self.context_dim is not None and self.kind == "mlp":
+            raise ValueError("ActorConfig: context_dim needs kind='hyper'; concatenate the context to the state "
+                             "for an MLP.")
+
+
+T = TypeVar("T", bound=NetConfig)
+
+
+def sized(cls: type[T], net: NetConfig, **dims: int) -> T:
+    """``net``'s sizes as a ``cls`` (``CriticConfig`` / ``ActorConfig``) with the input/output sizes ``dims``.
+
+    Raises:
+        ValueError: ``net`` already names one of ``dims`` with another value.
+    """
+    given = net.to_dict()
+    for key, value in dims.items():
+        if given.get(key, value) != value:
+            raise ValueError(f"{cls.__name__}: {key}={given[key]} in the config, but the agent needs {value}.")
+    return cls(**{**given, **dims})
 
 
 @dataclass

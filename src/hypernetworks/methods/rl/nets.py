@@ -11,7 +11,7 @@ actor: context (task, or the state itself) -> weights of a policy network over t
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -19,7 +19,8 @@ from torch import nn
 from ... import encoders, heads
 from ...functional import functional_call
 from ...hypernet import HyperNetwork
-from .config import NetConfig
+from .._pretrained import Pretrained
+from .config import ActorConfig, CriticConfig, NetConfig
 
 
 def _check(api: str, name: str, x: torch.Tensor, dim: int) -> None:
@@ -27,14 +28,23 @@ def _check(api: str, name: str, x: torch.Tensor, dim: int) -> None:
         raise ValueError(f"{api}: expected {name} of shape (B, {dim}), got {tuple(x.shape)}.")
 
 
-class MLPCritic(nn.Module):
+def _check_kind(api: str, config: NetConfig, kind: str) -> None:
+    if config.kind != kind:
+        builder = "build_critic" if "Critic" in api else "build_actor"
+        raise ValueError(f"{api}: config.kind is {config.kind!r}; pass kind={kind!r} or use {builder}(config).")
+
+
+class MLPCritic(Pretrained[CriticConfig]):
     """Q(s, a) = MLP([s, a]): the concatenating baseline. ``(B, S), (B, A) -> (B, 1)``."""
 
-    def __init__(self, state_dim: int, action_dim: int, config: NetConfig | None = None):
+    CONFIG, TAKES_TARGET = CriticConfig, False
+
+    def __init__(self, config: CriticConfig | None = None, **options: Any):
         super().__init__()
-        config = config or NetConfig(kind="mlp")
-        self.state_dim, self.action_dim = state_dim, action_dim
-        self.net = encoders.mlp([state_dim + action_dim, *config.hidden, 1], last_activation=False)
+        config = CriticConfig.build(config, **(options if config is not None else {"kind": "mlp", **options}))
+        _check_kind("MLPCritic", config, "mlp")
+        self.config, self.state_dim, self.action_dim = config, config.state_dim, config.action_dim
+        self.net = encoders.mlp([config.state_dim + config.action_dim, *config.hidden, 1], last_activation=False)
 
     def forward(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         _check("MLPCritic", "state", state, self.state_dim)
@@ -77,33 +87,41 @@ class _Generated(nn.Module):
         return functional_call(self.hnet.target, params, (x,), spec=self.hnet.spec, per_example=True)
 
 
-class HyperCritic(nn.Module):
+class HyperCritic(Pretrained[CriticConfig]):
     """Q(s, a) = f_{θ(s)}(a) (Keynan et al.'s SA-Hyper): state -> primary network -> weights and
     per-unit gains of a dynamic MLP over the action. ``(B, S), (B, A) -> (B, 1)``.
 
     Example:
-        >>> q = HyperCritic(3, 1)
+        >>> from hypernetworks import methods
+        >>> q = HyperCritic(state_dim=3, action_dim=1, dynamic_hidden=(16, 16))
         >>> q(torch.randn(5, 3), torch.rand(5, 1)).shape
         torch.Size([5, 1])
     """
 
-    def __init__(self, state_dim: int, action_dim: int, config: NetConfig | None = None):
+    CONFIG, TAKES_TARGET = CriticConfig, False
+
+    def __init__(self, config: CriticConfig | None = None, **options: Any):
         super().__init__()
-        self.state_dim, self.action_dim = state_dim, action_dim
-        self.body = _Generated("HyperCritic", ("state", "action"), state_dim, action_dim, 1, config or NetConfig())
+        config = CriticConfig.build(config, **options)
+        _check_kind("HyperCritic", config, "hyper")
+        self.config, self.state_dim, self.action_dim = config, config.state_dim, config.action_dim
+        self.body = _Generated("HyperCritic", ("state", "action"), config.state_dim, config.action_dim, 1, config)
 
     def forward(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return self.body(state, action)
 
 
-class MLPActor(nn.Module):
+class MLPActor(Pretrained[ActorConfig]):
     """``state (B, S) -> (B, O)`` raw outputs (TD3 squashes them with tanh, SAC splits mean / log σ)."""
 
-    def __init__(self, state_dim: int, out_dim: int, config: NetConfig | None = None):
+    CONFIG, TAKES_TARGET = ActorConfig, False
+
+    def __init__(self, config: ActorConfig | None = None, **options: Any):
         super().__init__()
-        config = config or NetConfig(kind="mlp")
-        self.state_dim = state_dim
-        self.net = encoders.mlp([state_dim, *config.hidden, out_dim], last_activation=False)
+        config = ActorConfig.build(config, **(options if config is not None else {"kind": "mlp", **options}))
+        _check_kind("MLPActor", config, "mlp")
+        self.config, self.state_dim = config, config.state_dim
+        self.net = encoders.mlp([config.state_dim, *config.hidden, config.out_dim], last_activation=False)
 
     def forward(self, state: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         _check("MLPActor", "state", state, self.state_dim)
@@ -112,19 +130,27 @@ class MLPActor(nn.Module):
         return self.net(state)
 
 
-class HyperActor(nn.Module):
-    """π(s; c) = f_{θ(c)}(s): a context (a task descriptor in meta-RL; the state itself when
-    ``context_dim`` is None) -> primary network -> weights of a dynamic policy MLP over the state.
+class HyperActor(Pretrained[ActorConfig]):
+    """π(s; c) = f_{θ(c)}(s): a context (a task descriptor in meta-RL, ``config.context_dim``; the state
+    itself when that is None) -> primary network -> weights of a dynamic policy MLP over the state.
     ``(B, S), (B, C) -> (B, O)`` raw outputs.
+
+    Example:
+        >>> pi = HyperActor(state_dim=4, out_dim=2, context_dim=3)  # one policy per task context
+        >>> pi(torch.randn(5, 4), torch.randn(5, 3)).shape
+        torch.Size([5, 2])
     """
 
-    def __init__(self, state_dim: int, out_dim: int, config: NetConfig | None = None,
-                 context_dim: int | None = None):
+    CONFIG, TAKES_TARGET = ActorConfig, False
+
+    def __init__(self, config: ActorConfig | None = None, **options: Any):
         super().__init__()
-        self.state_dim, self.uses_state = state_dim, context_dim is None
-        cond_dim = state_dim if context_dim is None else context_dim
-        names = ("state", "state") if context_dim is None else ("context", "state")
-        self.body = _Generated("HyperActor", names, cond_dim, state_dim, out_dim, config or NetConfig())
+        config = ActorConfig.build(config, **options)
+        _check_kind("HyperActor", config, "hyper")
+        self.config, self.state_dim, self.uses_state = config, config.state_dim, config.context_dim is None
+        cond_dim = config.context_dim or config.state_dim
+        names = ("state", "state") if self.uses_state else ("context", "state")
+        self.body = _Generated("HyperActor", names, cond_dim, config.state_dim, config.out_dim, config)
 
     def forward(self, state: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         if (context is None) != self.uses_state:
@@ -132,11 +158,26 @@ class HyperActor(nn.Module):
         return self.body(state if context is None else context, state)
 
 
-def build_critic(state_dim: int, action_dim: int, config: NetConfig) -> nn.Module:
-    """``MLPCritic`` or ``HyperCritic`` by ``config.kind``."""
-    return (HyperCritic if config.kind == "hyper" else MLPCritic)(state_dim, action_dim, config)
+def build_critic(config: CriticConfig) -> MLPCritic | HyperCritic:
+    """A critic Q(s, a) (Keynan et al., ICML 2021): ``HyperCritic``, or the ``MLPCritic`` baseline with ``kind="mlp"``.
+
+    Example:
+        >>> from hypernetworks import methods
+        >>> q = methods.create("hyper_critic", state_dim=3, action_dim=1)  # kind="mlp": the baseline
+        >>> type(q).__name__, q(torch.randn(5, 3), torch.rand(5, 1)).shape
+        ('HyperCritic', torch.Size([5, 1]))
+    """
+    return HyperCritic(config) if config.kind == "hyper" else MLPCritic(config)
 
 
-def build_actor(state_dim: int, out_dim: int, config: NetConfig) -> nn.Module:
-    """``MLPActor`` or a state-conditioned ``HyperActor`` by ``config.kind``."""
-    return (HyperActor if config.kind == "hyper" else MLPActor)(state_dim, out_dim, config)
+def build_actor(config: ActorConfig) -> MLPActor | HyperActor:
+    """An actor (Keynan et al., ICML 2021): ``HyperActor`` (context or state -> policy weights), or ``MLPActor``
+    with ``kind="mlp"``.
+
+    Example:
+        >>> from hypernetworks import methods
+        >>> pi = methods.create("hyper_actor", state_dim=4, out_dim=2, context_dim=3)
+        >>> pi(torch.randn(5, 4), torch.randn(5, 3)).shape
+        torch.Size([5, 2])
+    """
+    return HyperActor(config) if config.kind == "hyper" else MLPActor(config)
