@@ -96,10 +96,32 @@ def test_reproduce_hypermixer_quick(tmp_path, check_claims):
     rows = {(s["task"], s["model"]): s for s in record["summary"]}
     assert rows[("fortunes", "mlp-mixer")]["longer_accuracy"] is None  # cannot run longer inputs
     assert rows[("fortunes", "hypermixer")]["longer_accuracy"] is not None
-    params = [rows[("fashion-mnist", m)]["params"] for m in ("hypermixer", "mlp-mixer", "transformer")]
-    assert max(params) / min(params) < 1.01  # equal parameter counts
+    for task in ("fortunes", "far-match"):
+        params = [rows[(task, m)]["params"] for m in ("hypermixer", "mlp-mixer", "transformer")]
+        assert max(params) / min(params) < 1.01  # equal parameter counts
+        for model in ("hypermixer", "mlp-mixer", "transformer"):  # each evaluated at its best validation rate
+            sweep = [r for r in record["sweep"] if (r["task"], r["model"]) == (task, model)]
+            assert sorted(r["lr"] for r in sweep) == [3e-4, 1e-3, 3e-3]
+            assert all(r["seed"] == record["config"]["tuning_seed"] and "accuracy" not in r for r in sweep)
+            assert rows[(task, model)]["lr"] == max(sweep, key=lambda r: r["val_accuracy"])["lr"]
+    assert record["config"]["tuning_seed"] not in {r["seed"] for r in record["runs"]}
+    assert len(record["tasks"]["fortunes"]["categories"]) == 32
     claims = check_claims(record, statements=6)
     assert sum(c["kind"] == "paired" for c in claims) == 5
+
+
+def test_far_match_sequences():
+    import torch
+
+    from hypernetworks.experiments.hypermixer_tasks import FAR_SYMBOLS, far_match_sequences
+
+    ids, labels = far_match_sequences(400, 32, torch.Generator().manual_seed(0))
+    marked = ids >= FAR_SYMBOLS + 2
+    assert ids.shape == (400, 32) and (marked.sum(1) == 2).all() and ((ids >= 2) & (ids < 2 * FAR_SYMBOLS + 2)).all()
+    first, second = marked[:, :8].float().argmax(1), 24 + marked[:, 24:].float().argmax(1)  # first and last quarter
+    assert marked[:, :8].any(1).all() and marked[:, 24:].any(1).all()
+    same = ids[torch.arange(400), first] == ids[torch.arange(400), second]
+    assert torch.equal(same.long(), labels) and 0.4 < labels.float().mean() < 0.6
 
 
 def test_fortunes_loader(tmp_path):
