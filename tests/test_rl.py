@@ -218,8 +218,10 @@ def test_reproduce_hyperppo_quick(tmp_path, check_claims):
     cli.main(["reproduce", "hyperppo", "--quick", "--out", str(tmp_path)])
     assert (tmp_path / "hyperppo-quick.json").exists() and (tmp_path / "hyperppo.png").exists()
     record = json.loads((tmp_path / "hyperppo-quick.json").read_text())
-    claims = check_claims(record, statements=2)
-    assert [c["verdict"] for c in claims][1] == "cannot be tested here"  # no per-architecture baseline yet
+    claims = check_claims(record, statements=6)  # (mean, each of 2 architectures) x (1/K share, full budget)
+    assert [c["baseline"]["name"] for c in claims[:2]] == ["alone, 1/K share", "alone, full budget"]
+    assert set(record["config"]["chosen_lr"]) == {"hyperppo", "alone-share", "alone-full"}
+    assert [len(r) for r in record["per_seed"]["alone-share"]] == [2]  # seeds x architectures
 
 
 def test_chain_xml_and_lqr_expert_stabilise_upright():

@@ -2,8 +2,10 @@
 that also receive an architecture id per environment (HyperPPO; a plain policy ignores it).
 
 Schulman et al., "Proximal Policy Optimization Algorithms", 2017; GAE (Schulman et al., 2016).
-The vector environment resets a finished sub-environment on the *next* step (gymnasium's default
-``NEXT_STEP`` autoreset): that step is a reset, carries no transition, and is left out of the loss.
+Environments with a numpy-vectorised implementation (CartPole) run as one vector environment; others
+(Acrobot) as gymnasium's ``SyncVectorEnv`` of single copies. Either resets a finished sub-environment
+on the *next* step (gymnasium's default ``NEXT_STEP`` autoreset): that step is a reset, carries no
+transition, and is left out of the loss.
 """
 
 from __future__ import annotations
@@ -13,6 +15,15 @@ from torch import nn
 
 from .._fit import Bar, progress_bar
 from .config import PPOConfig
+
+
+def _make_vec(env_id: str, num_envs: int):
+    """A gymnasium vector environment of ``num_envs`` copies: the env's own vectorised class when it has
+    one, else a ``SyncVectorEnv`` (both reset a finished copy on the next step)."""
+    import gymnasium as gym
+
+    mode = "vector_entry_point" if gym.spec(env_id).vector_entry_point else "sync"
+    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode)
 
 
 class Plain(nn.Module):
@@ -55,12 +66,10 @@ def fit_ppo(policy: nn.Module, value: nn.Module, env_id: str, total_steps: int, 
         ``{"steps": [...], "mean_return": [...]}``: mean return of the episodes finished in each
         iteration (NaN when none finished).
     """
-    import gymnasium as gym
-
     cfg = config or PPOConfig()
     if arch_of_env.shape != (cfg.num_envs,):
         raise ValueError(f"fit_ppo: arch_of_env should have shape ({cfg.num_envs},), got {tuple(arch_of_env.shape)}.")
-    envs = gym.make_vec(env_id, num_envs=cfg.num_envs, vectorization_mode="vector_entry_point")
+    envs = _make_vec(env_id, cfg.num_envs)
     gen = torch.Generator().manual_seed(seed)
     params = [p for m in (policy, value) for p in m.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr, eps=1e-5)
@@ -128,10 +137,8 @@ def fit_ppo(policy: nn.Module, value: nn.Module, env_id: str, total_steps: int, 
 def evaluate_archs(policy: nn.Module, env_id: str, archs: torch.Tensor, episodes: int, seed: int) -> torch.Tensor:
     """Mean greedy-action return of each architecture id in ``archs (K,)`` over ``episodes``
     episodes, all K·episodes run at once in one vector environment: ``-> (K,)``."""
-    import gymnasium as gym
-
     k = len(archs)
-    envs = gym.make_vec(env_id, num_envs=k * episodes, vectorization_mode="vector_entry_point")
+    envs = _make_vec(env_id, k * episodes)
     ids = archs.repeat_interleave(episodes)  # (K·episodes,)
     obs = torch.as_tensor(envs.reset(seed=seed)[0], dtype=torch.float32)
     total, alive = torch.zeros(k * episodes), torch.ones(k * episodes)
