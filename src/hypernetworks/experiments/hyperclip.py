@@ -25,7 +25,7 @@ import time
 import torch
 
 from ..data import load_fashion_mnist
-from ..methods.hyperclip import HyperCLIP, minilm_embeddings, prompts, siglip_loss
+from ..methods.hyperclip import HyperCLIP, minilm_embeddings, prompts
 from . import _claims
 from ._common import configured, pyplot, run_jobs, save, sweep_lines
 
@@ -97,18 +97,18 @@ def _run(job) -> dict:
     train_sets, val_sets, held_out = split_subsets(seed, cfg["held_out"], cfg["val_subsets"])
     torch.manual_seed(seed)
     model = HyperCLIP(width=width, hypernetwork=kind == "hyperclip", text_dim=text.shape[1], seed=seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     order = random.Random(seed + 1)
+
+    def batches():  # images of one training subset's classes, its class embeddings and the labels among them
+        while True:
+            subset = torch.tensor(order.choice(train_sets))
+            labels = torch.randint(0, len(subset), (cfg["batch"],), generator=gen)
+            idx = index[subset[labels], torch.randint(0, index.shape[1], (cfg["batch"],), generator=gen)]
+            yield x[idx], text[subset], labels
+
     start = time.time()
-    for _ in range(cfg["steps"]):
-        subset = torch.tensor(order.choice(train_sets))
-        labels = torch.randint(0, len(subset), (cfg["batch"],), generator=gen)
-        idx = index[subset[labels], torch.randint(0, index.shape[1], (cfg["batch"],), generator=gen)]
-        loss = siglip_loss(model(x[idx], text[subset]), labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    losses = model.fit(batches(), steps=cfg["steps"], lr=lr)
     train_s = time.time() - start
     model.eval()
     eval_gen = torch.Generator().manual_seed(1000 + seed)
@@ -120,7 +120,7 @@ def _run(job) -> dict:
     encoder = model.materialize(text[:3]).encoder
     return {"kind": kind, "width": width, "lr": lr, "seed": seed, "val_accuracy": val, "accuracy": acc,
             "train_s": train_s, "ms_per_step": 1000 * train_s / cfg["steps"], "trainable": model.num_trainable,
-            "deployed": sum(p.numel() for p in encoder.parameters()), "final_loss": loss.item()}
+            "deployed": sum(p.numel() for p in encoder.parameters()), "final_loss": losses[-1]}
 
 
 def _table(rows, sweep) -> tuple[str, list[dict]]:

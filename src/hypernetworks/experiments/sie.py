@@ -16,6 +16,7 @@ for the reported numbers.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import statistics
 import time
@@ -162,21 +163,16 @@ def _run(job) -> dict:
     x = splits["train"][0]
     torch.manual_seed(seed)
     model = SIE(**_config(kind, cfg["width"], seed))
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
+    batches = (views(x[torch.randint(0, len(x), (cfg["batch"],), generator=gen)], gen) for _ in itertools.count())
     start = time.time()
-    for _ in range(cfg["steps"]):
-        x1, x2, g = views(x[torch.randint(0, len(x), (cfg["batch"],), generator=gen)], gen)
-        loss, terms = model.loss(x1, x2, g)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    losses = model.fit(batches, steps=cfg["steps"], lr=lr)
     train_s = time.time() - start
     model.eval()
     res = _evaluate(model, splits, cfg, seed)
     val = res.pop("val")
     return {"kind": kind, "lr": lr, "seed": seed, "train_s": train_s, "ms_per_step": 1000 * train_s / cfg["steps"],
-            "final": terms, "params": sum(p.numel() for p in model.parameters()),
+            "final_loss": losses[-1], "params": sum(p.numel() for p in model.parameters()),
             "val_score": val["acc"][INV_PART[kind]] + val["r2"][EQUI_PART[kind]], "val": val,
             **res.pop("test"), **res}
 

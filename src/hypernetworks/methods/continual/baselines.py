@@ -18,8 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._fit import Bar, progress_bar
-from .hypercl import batches_for
+from .._fit import Bar, batches_for, progress_bar
 
 METHODS = ("finetune", "ewc", "online_ewc", "si")
 

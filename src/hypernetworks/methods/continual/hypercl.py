@@ -15,8 +15,7 @@ generated network is most confident (lowest predictive entropy).
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
 import torch
@@ -27,20 +26,9 @@ from ...encoders import Embedding
 from ...heads import Chunked, Full
 from ...hypernet import HyperNetwork
 from ...spec import ParamSpec
-from .._fit import Bar, progress_bar
+from .._fit import Bar, batches_for, progress_bar
 from .._pretrained import Pretrained
 from .config import HyperCLConfig
-
-
-def batches_for(batches: Iterable[Any], epochs: int | None, steps: int | None) -> tuple[Iterator[Any], int | None]:
-    """Batches from ``batches`` for ``epochs`` passes, or exactly ``steps`` batches (re-iterating), and
-    their number (None when ``batches`` has no length)."""
-    if epochs is not None and steps is None:
-        total = epochs * len(batches) if isinstance(batches, Sized) else None
-        return itertools.chain.from_iterable(batches for _ in range(epochs)), total
-    if steps is not None and epochs is None:
-        return itertools.islice(itertools.chain.from_iterable(iter(batches) for _ in itertools.count()), steps), steps
-    raise ValueError(f"fit: give exactly one of epochs and steps, got epochs={epochs}, steps={steps}.")
 
 
 class HyperCL(Pretrained[HyperCLConfig]):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,7 @@ from ...encoders import Encoder
 from ...heads import Full
 from ...hypernet import HyperNetwork
 from ...spec import ParamSpec
+from .._fit import Bar, adam_steps
 from .._pretrained import Pretrained
 from .config import HyperCLIPConfig
 
@@ -99,6 +101,8 @@ class HyperCLIP(Pretrained[HyperCLIPConfig]):
         torch.Size([5, 3])
         >>> model.materialize(text)(torch.rand(5, 1, 28, 28)).shape  # a plain module, no hypernetwork
         torch.Size([5, 3])
+        >>> batch = (torch.rand(4, 1, 28, 28), text, torch.tensor([0, 2, 1, 0]))  # images, a task's texts, labels
+        >>> losses = model.fit([batch], steps=2)  # SigLIP loss per step
     """
 
     CONFIG, TAKES_TARGET = HyperCLIPConfig, False
@@ -155,6 +159,18 @@ class HyperCLIP(Pretrained[HyperCLIPConfig]):
                 encoder = self.hnet.materialize(pad_set(text, self.config.max_classes))
             vectors = self.log_scale.exp() * self.text_vectors(text)  # (K, E)
             return ZeroShotClassifier(encoder, vectors.detach().clone(), self.bias.detach().clone())
+
+    def fit(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], *, epochs: int | None = None,
+            steps: int | None = None, lr: float = 1e-3, progress: bool | Bar | None = None) -> list[float]:
+        """Train on ``(images (B, C, H, W), class embeddings (K, D), labels (B,))`` batches, one task's classes
+        per batch, with the SigLIP loss and Adam at rate ``lr``; returns the loss per step. Exactly one of
+        ``epochs`` / ``steps``."""
+        def step_loss(batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+            images, text, labels = batch
+            return siglip_loss(self(images, text), labels)
+
+        return adam_steps(self.parameters(), step_loss, batches, epochs=epochs, steps=steps, lr=lr,
+                          progress=progress, desc="HyperCLIP")
 
     @property
     def num_trainable(self) -> int:

@@ -17,6 +17,7 @@ ResNet-18; planar rotations (g = cos, sin of the relative angle) instead of 3D r
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,7 @@ from torch import nn
 from ...encoders import Encoder, mlp
 from ...heads import Full
 from ...hypernet import HyperNetwork
+from .._fit import Bar, adam_steps
 from .._pretrained import Pretrained
 from .config import SIEConfig
 from .losses import regularizer, variance_loss
@@ -111,6 +113,7 @@ class SIE(Pretrained[SIEConfig]):
         >>> loss, terms = model.loss(x1, x2, g)
         >>> model.parts(x1)[1].shape  # the equivariant part of the representation
         torch.Size([8, 32])
+        >>> losses = model.fit([(x1, x2, g)], steps=2)  # batches of (view 1, view 2, g); one loss per step
     """
 
     CONFIG, TAKES_TARGET = SIEConfig, False
@@ -133,6 +136,13 @@ class SIE(Pretrained[SIEConfig]):
         (the latter empty without a split)."""
         y = self.backbone(x)  # (B, inv_dim + equi_dim)
         return y[:, : self.config.inv_dim], y[:, self.config.inv_dim:]
+
+    def fit(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], *, epochs: int | None = None,
+            steps: int | None = None, lr: float = 1e-3, progress: bool | Bar | None = None) -> list[float]:
+        """Train on ``(x1, x2, g)`` batches (two views ``(B, C, H, W)`` and their transformation ``(B, T)``)
+        with Adam at rate ``lr``; returns the loss per step. Exactly one of ``epochs`` / ``steps``."""
+        return adam_steps(self.parameters(), lambda batch: self.loss(*batch)[0], batches, epochs=epochs,
+                          steps=steps, lr=lr, progress=progress, desc="SIE")
 
     def transform_embedding(self, z: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         """Equivariant embedding of view 1 ``(B, E)`` and g ``(B, T)`` -> predicted embedding of view 2 ``(B, E)``."""
