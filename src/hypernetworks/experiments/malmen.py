@@ -217,37 +217,30 @@ def _meta_train(editor: MALMEN, task: dict, cfg: dict, lr: float, seed: int) -> 
     post, keys = task["post"], task["keys"]
     pool, para = keys["meta"], keys["meta_para"]
     val = _episodes(task, "val", max(cfg["ns"]), cfg["check_episodes"], seed + 17)
-    nets = [p for k, p in editor.named_parameters() if k.startswith("nets.")]
-    opt = torch.optim.Adam([{"params": nets, "lr": lr}, {"params": [editor.log_lr, editor.log_reg], "lr": SCALAR_LR}])
     n_edit, n_loc = min(cfg["n_train"], len(pool) // 2), min(META_LOC, len(pool) // 2)
     best = {"step": 0, "es": _validation_es(editor, task, val), "state": copy.deepcopy(editor.state_dict())}
     curve, stale, start = [(0, best["es"])], 0, time.perf_counter()
-    for step in range(1, cfg["max_meta_steps"] + 1):
-        order = torch.randperm(len(pool), generator=gen)
-        idx, loc = order[:n_edit], order[-n_loc:]
-        y_new = _new_labels(post, pool[idx], gen)
-        x_edit, y_edit = torch.cat([pool[idx], para[idx]]), y_new.repeat(2)
-        with torch.no_grad():
-            ref = F.log_softmax(post(pool[loc]), -1)
 
-        def meta_loss(shifts, x_edit=x_edit, y_edit=y_edit, loc=loc, ref=ref):
-            post_loc = F.log_softmax(_edited(post, shifts[LAYER], pool[loc]), -1)
-            return (F.cross_entropy(_edited(post, shifts[LAYER], x_edit), y_edit)
-                    + LOC_COEF * F.kl_div(post_loc, ref, log_target=True, reduction="batchmean"))
+    def episodes():  # n_edit edits (with their paraphrases) and n_loc unrelated inputs, disjoint, per step
+        while True:
+            order = torch.randperm(len(pool), generator=gen)
+            idx, loc = order[:n_edit], order[-n_loc:]
+            yield pool[idx], _new_labels(post, pool[idx], gen), para[idx], pool[loc]
 
-        opt.zero_grad(set_to_none=True)
-        editor.meta_backward(editor.cache(post, pool[idx], y_new), meta_loss)
-        nn.utils.clip_grad_norm_(editor.parameters(), MAX_GRAD_NORM)  # as in the paper's code
-        opt.step()
-        if step % cfg["check_every"] == 0:
-            es = _validation_es(editor, task, val)
-            curve.append((step, es))
-            if es > best["es"]:
-                best, stale = {"step": step, "es": es, "state": copy.deepcopy(editor.state_dict())}, 0
-            else:
-                stale += 1
-                if stale >= cfg["patience"]:
-                    break
+    def check(step: int, loss: float) -> bool:  # every check_every steps: keep the best; stop when stale
+        nonlocal best, stale
+        if step % cfg["check_every"]:
+            return False
+        es = _validation_es(editor, task, val)
+        curve.append((step, es))
+        if es > best["es"]:
+            best, stale = {"step": step, "es": es, "state": copy.deepcopy(editor.state_dict())}, 0
+        else:
+            stale += 1
+        return stale >= cfg["patience"]
+
+    editor.fit(post, episodes(), steps=cfg["max_meta_steps"], lr=lr, scalar_lr=SCALAR_LR, loc_coef=LOC_COEF,
+               max_grad_norm=MAX_GRAD_NORM, on_step=check)
     editor.load_state_dict(best["state"])
     return {"lr": lr, "best_step": best["step"], "val_es": best["es"], "curve": curve,
             "seconds": time.perf_counter() - start}

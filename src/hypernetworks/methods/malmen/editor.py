@@ -20,7 +20,7 @@ so memory does not grow with the number of simultaneous edits N.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import cast
 
 import torch
@@ -28,11 +28,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...functional import functional_call
+from .._fit import Bar, batches_for, progress_bar
 from .._pretrained import Pretrained
 from .config import MALMENConfig
 from .net import ShiftNet
 
 Cache = dict[str, tuple[torch.Tensor, torch.Tensor]]  # layer -> (keys U (N, I), value gradients Δ (N, O))
+Episode = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # x (n, ...), y (n,), x_gen (n, ...), x_loc
 
 
 def _per_example_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -72,6 +74,8 @@ class MALMEN(Pretrained[MALMENConfig]):
         torch.Size([16, 4])
         >>> editor.edited(model, shifts, x_edit).shape  # the post-edit model's outputs, model unchanged
         torch.Size([6, 4])
+        >>> episodes = [(x_edit, y_new, x_edit + 0.1 * torch.randn(6, 8), torch.randn(10, 8))]  # edit, paraphrase, keep
+        >>> losses = editor.fit(model, episodes, steps=2)  # meta-training: one meta-loss per step
     """
 
     CONFIG = MALMENConfig
@@ -243,6 +247,45 @@ class MALMEN(Pretrained[MALMENConfig]):
                     upstream = keys[part] @ x if dl_dd is None else dl_dd[part]  # (n, O): ∂L/∂D on this chunk
                     surrogate = (upstream * d).sum()
                 surrogate.backward()
+
+    def fit(self, model: nn.Module, episodes: Iterable[Episode], *, epochs: int | None = None,
+            steps: int | None = None, lr: float = 1e-3, scalar_lr: float = 0.1, loc_coef: float = 1.0,
+            max_grad_norm: float = 1.0, on_step: Callable[[int, float], bool] | None = None,
+            progress: bool | Bar | None = None) -> list[float]:
+        """Meta-train the editor on ``episodes`` of edits to ``model`` (which stays unchanged).
+
+        Each episode is ``(x, y, x_gen, x_loc)``: n edit inputs and their new labels ``(n,)``, n nearby
+        inputs (paraphrases) that should take the same new labels, and m unrelated inputs whose outputs
+        should not move. The meta-loss is the post-edit cross-entropy on ``x`` and ``x_gen`` plus
+        ``loc_coef`` times KL(post-edit ‖ pre-edit) on ``x_loc`` (Tan et al.'s edit and locality terms),
+        minimised by Adam: rate ``lr`` for the hypernetworks, ``scalar_lr`` for log η and log λ, gradients
+        clipped to norm ``max_grad_norm`` as in the paper's code. ``on_step(step, loss)`` runs after each
+        step (from 1) and stops training by returning True (e.g. early stopping on validation edits).
+        Exactly one of ``epochs`` / ``steps``; returns the meta-loss per step.
+        """
+        nets = [p for k, p in self.named_parameters() if k.startswith("nets.")]
+        opt = torch.optim.Adam([{"params": nets, "lr": lr}, {"params": [self.log_lr, self.log_reg], "lr": scalar_lr}])
+        stream, total = batches_for(episodes, epochs, steps)
+        losses: list[float] = []
+        with progress_bar(progress, total, "MALMEN") as bar:
+            for x, y, x_gen, x_loc in stream:
+                x_edit, y_edit = torch.cat([x, x_gen]), y.repeat(2)
+                with torch.no_grad():
+                    ref = F.log_softmax(model(x_loc), -1)
+
+                def meta_loss(shifts, x_edit=x_edit, y_edit=y_edit, x_loc=x_loc, ref=ref):
+                    post_loc = F.log_softmax(self.edited(model, shifts, x_loc), -1)
+                    return (F.cross_entropy(self.edited(model, shifts, x_edit), y_edit)
+                            + loc_coef * F.kl_div(post_loc, ref, log_target=True, reduction="batchmean"))
+
+                opt.zero_grad(set_to_none=True)
+                losses.append(self.meta_backward(self.cache(model, x, y), meta_loss).item())
+                nn.utils.clip_grad_norm_(self.parameters(), max_grad_norm)
+                opt.step()
+                bar.update(1)
+                if on_step is not None and on_step(len(losses), losses[-1]):
+                    break
+        return losses
 
     def meta_backward(self, cache: Cache, meta_loss: Callable[[dict[str, torch.Tensor]], torch.Tensor]) -> torch.Tensor:
         """MALMEN's decoupled meta-gradient step (gradients accumulate in ``.grad``; no optimiser step).
