@@ -7,11 +7,11 @@ from torch import nn
 from hypernetworks.methods import get_method
 from hypernetworks.methods.adapters import (
     AdapterConfig,
+    HyperSteer,
     SteerConfig,
     add_steering,
     export_peft,
     hyperformer,
-    hypersteer,
     lora_spec,
     mean_difference,
     module_layout,
@@ -175,7 +175,7 @@ def test_configs_validate_and_round_trip():
 def test_registered():
     assert get_method("hyperformer").builder is hyperformer
     assert get_method("text_to_lora").builder is text_to_lora
-    assert get_method("hypersteer").builder is hypersteer
+    assert get_method("hypersteer").builder is HyperSteer
 
 
 def tiny_lm():
@@ -192,7 +192,7 @@ def test_hypersteer_starts_unsteered_and_steers_per_sequence():
     name = add_steering(lm, "blocks.0", 16)
     assert name == "blocks.0.steer.shift"
     torch.testing.assert_close(lm(x), base)  # a zero shift changes nothing
-    steerer = hypersteer(lm, SteerConfig(module="blocks.0", cond_features=6, width=16, hidden=(8, 8)))
+    steerer = HyperSteer(lm, SteerConfig(module="blocks.0", cond_features=6, width=16, hidden=(8, 8)))
     assert all(not p.requires_grad for p in lm.parameters())
     prompts = torch.randn(3, 6, generator=torch.Generator().manual_seed(6))
     # zero-delta init: unsteered at step 0 (frozen weights let torch take its fused attention path: ~1e-6 off)
@@ -207,8 +207,8 @@ def test_hypersteer_starts_unsteered_and_steers_per_sequence():
         torch.testing.assert_close(out[i], lm(x[i:i + 1])[0], atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="add_steering: CharLM has no submodule 'blocks.9'"):
         add_steering(lm, "blocks.9", 16)
-    with pytest.raises(ValueError, match="hypersteer: 'blocks.0.steer.shift' should be one steering vector"):
-        hypersteer(lm, SteerConfig(module="blocks.0", cond_features=6, width=15))
+    with pytest.raises(ValueError, match="HyperSteer: 'blocks.0.steer.shift' should be one steering vector"):
+        HyperSteer(lm, SteerConfig(module="blocks.0", cond_features=6, width=15))
 
 
 def test_mean_difference():

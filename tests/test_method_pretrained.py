@@ -8,7 +8,7 @@ from safetensors import safe_open
 from torch import nn
 
 from hypernetworks import methods
-from hypernetworks.methods.adapters import GeneratedAdapters
+from hypernetworks.methods.adapters import GeneratedAdapters, HyperSteer
 from hypernetworks.methods.continual import HyperCL
 from hypernetworks.methods.ghn import GHN, build_graph
 from hypernetworks.methods.hyperclip import HyperCLIP
@@ -81,6 +81,12 @@ CASES = {
     "hyper_actor": (lambda t: HyperActor(state_dim=3, out_dim=2, context_dim=2, dynamic_hidden=(8,)), None,
                     lambda m, t: m(torch.randn(4, 3, generator=torch.Generator().manual_seed(4)),
                                    torch.randn(4, 2, generator=torch.Generator().manual_seed(5)))),
+    "hypersteer": (lambda t: HyperSteer(t, module="1", cond_features=6, width=16, hidden=(8,)),
+                   lambda seed=0, width=16: (torch.manual_seed(seed),
+                                             nn.Sequential(nn.Embedding(20, width), nn.Linear(width, width),
+                                                           nn.Linear(width, 20)))[1],
+                   lambda m, t: m(torch.randint(0, 20, (3, 5), generator=torch.Generator().manual_seed(4)),
+                                  cond=torch.randn(3, 6, generator=torch.Generator().manual_seed(5)))),
 }
 
 

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..data.fortunes import load_fortunes
 from ..functional import functional_call
-from ..methods.adapters import SteerConfig, add_steering, hypersteer, mean_difference
+from ..methods.adapters import HyperSteer, SteerConfig, add_steering, mean_difference
 from . import _claims
 from ._common import configured, pyplot, run_jobs, save
 
@@ -198,14 +198,11 @@ def _run(job) -> dict:
     cat = {c: i for i, c in enumerate(TOPICS)}
     seen, held = [cat[c] for c in SEEN], [cat[c] for c in HELD_OUT]
     start = time.time()
-    steerer = hypersteer(lm, SteerConfig(module=f"blocks.{LAYER}", cond_features=prompts.shape[1],
+    steerer = HyperSteer(lm, SteerConfig(module=f"blocks.{LAYER}", cond_features=prompts.shape[1],
                                          width=cfg["width"], seed=seed), calibration=prompts[seen])
-    opt = torch.optim.Adam([p for p in steerer.parameters() if p.requires_grad], lr=1e-3)
-    for seqs, k in _batches(data, seen, cfg["steer_steps"], cfg["batch"], seed):
-        loss = nll(steerer(seqs[:, :-1], cond=prompts[torch.tensor(seen)[k]]), seqs).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    batches = ((seqs[:, :-1], prompts[torch.tensor(seen)[k]], seqs)
+               for seqs, k in _batches(data, seen, cfg["steer_steps"], cfg["batch"], seed))
+    steerer.fit(batches, lambda logits, seqs: nll(logits, seqs).mean(), steps=cfg["steer_steps"], lr=1e-3)
     supervised = nn.Parameter(torch.zeros(len(held), cfg["width"]))
     opt = torch.optim.Adam([supervised], lr=1e-2)
     for seqs, k in _batches(data, held, cfg["vector_steps"], cfg["batch"], seed + 1):
