@@ -112,7 +112,7 @@ def test_unknown_reproduction():
 def test_cli_lists_methods_with_their_options(capsys):
     cli.main(["methods", "m*", "-v"])
     out = capsys.readouterr().out
-    assert "create('mip', target, **MIPConfig)" in out and "malmen" in out and "    encoding = 'mip'" in out
+    assert "create('mip', target, **MIPConfig, spec=...)" in out and "malmen" in out and "    encoding = 'mip'" in out
     assert "sie" not in out
     with pytest.raises(SystemExit, match="no method matches 'zzz'"):
         cli.main(["methods", "zzz"])

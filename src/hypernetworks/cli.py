@@ -139,7 +139,8 @@ def methods_list(args: argparse.Namespace) -> None:
         raise SystemExit(f"hypernetworks methods: no method matches {args.pattern!r}; known: {methods.list_methods()}.")
     for name in names:
         m = methods.get_method(name)
-        call = f"create({name!r}, {'target, ' if m.takes_target else ''}**{m.config.__name__})"
+        keywords = "".join(f", {k}=..." for k in methods.keyword_arguments(m.builder))
+        call = f"create({name!r}, {'target, ' if m.takes_target else ''}**{m.config.__name__}{keywords})"
         print(f"{name:<13} {call:<52} {m.summary}")
         if args.verbose:
             for f in dataclasses.fields(m.config):

@@ -20,8 +20,10 @@ Example:
 from __future__ import annotations
 
 import fnmatch
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -72,14 +74,21 @@ def list_methods(pattern: str = "*") -> list[str]:
     return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
 
 
-def create(name: str, target: nn.Module | None = None, config: DictConfig | None = None, **options):
-    """Build the method ``name`` for ``target`` from ``config`` and/or keyword ``options`` (its config's fields).
+def keyword_arguments(builder: Callable) -> list[str]:
+    """Names of the keyword-only arguments a builder takes besides its config (e.g. ``calibration``)."""
+    return [p.name for p in inspect.signature(builder).parameters.values() if p.kind is p.KEYWORD_ONLY]
+
+
+def create(name: str, target: nn.Module | None = None, config: DictConfig | None = None, **options: Any) -> nn.Module:
+    """Build the method ``name`` for ``target`` from ``config`` and/or keyword ``options``: its config's fields,
+    and the builder's own keyword-only arguments (e.g. ``calibration=`` conditions for the init).
 
     Raises:
-        TypeError: an option the method's config does not have (named), or a target given to a method
-            that builds its own model, or none given to one that needs it.
+        TypeError: an option that is neither (named), or a target given to a method that builds its own
+            model, or none given to one that needs it.
     """
     method = get_method(name)
+    extra = {k: options.pop(k) for k in keyword_arguments(method.builder) if k in options}
     try:
         config = method.config.build(config, **options)
     except TypeError as err:
@@ -87,11 +96,11 @@ def create(name: str, target: nn.Module | None = None, config: DictConfig | None
     if not method.takes_target:
         if target is not None:
             raise TypeError(f"create({name!r}): this method builds its own model; pass no target.")
-        return method.builder(config)
+        return method.builder(config, **extra)
     if not isinstance(target, nn.Module):
         raise TypeError(f"create({name!r}): needs the target nn.Module as second argument, got "
                         f"{type(target).__name__}.")
-    return method.builder(target, config)
+    return method.builder(target, config, **extra)
 
 
 from . import adapters as adapters  # noqa: E402  (each registers itself)
@@ -105,6 +114,7 @@ from . import rl as rl  # noqa: E402
 from . import sie as sie  # noqa: E402
 
 __all__ = [
-    "Method", "adapters", "continual", "create", "get_method", "ghn", "hyperclip", "inr", "list_methods", "malmen",
+    "Method", "adapters", "continual", "create", "get_method", "ghn", "hyperclip", "inr", "keyword_arguments",
+    "list_methods", "malmen",
     "mip", "register_method", "rl", "sie",
 ]
