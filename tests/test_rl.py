@@ -268,7 +268,7 @@ def test_reproduce_modumorph_quick(tmp_path, check_claims):
     assert (tmp_path / "modumorph-quick.json").exists() and (tmp_path / "modumorph.png").exists()
     record = json.loads((tmp_path / "modumorph-quick.json").read_text())
     claims = check_claims(record, statements=2)
-    assert [c["direction"] for c in claims] == ["lower", "higher"]
+    assert [c["direction"] for c in claims] == ["higher", "lower"]  # success, action error
 
 
 @pytest.mark.parametrize("algo", [TD3, SAC])

@@ -171,19 +171,23 @@ class HyperPPOConfig(DictConfig):
 
 @dataclass
 class ModuMorphConfig(DictConfig):
-    """ModuMorph (Xiong et al., ICML 2023): per-limb embedding and decoder generated from the limb's context."""
+    """ModuMorph (Xiong et al., ICML 2023): per-limb embedding and decoder generated from a morphology embedding
+    of each limb, and attention over limbs whose weights come from the morphology alone."""
 
     obs_dim: int = 2  # per-limb observation size
-    ctx_dim: int = 4  # per-limb context size
+    ctx_dim: int = 4  # per-limb context (descriptor) size
     d_model: int = 32  # token width D
     layers: int = 1  # transformer layers
     heads: int = 2  # attention heads
-    embed_dim: int = 16  # size E of the context embedding of each hypernetwork
-    hidden: tuple[int, ...] = (32,)  # hidden widths of the context encoders
+    embed_dim: int = 16  # size E of each limb's morphology embedding
+    hidden: tuple[int, ...] = (32,)  # hidden widths of the per-limb context MLP
+    morph_layers: int = 1  # self-attention layers over the limbs' context embeddings (0: each limb alone)
+    fixed_attention: bool = True  # attention weights from the morphology embedding only (False: from the tokens)
     seed: int = 0  # seed of the hypernetworks' initialisation calibration draw
 
     def __post_init__(self):
         self.hidden = tuple(self.hidden)
         sizes = (self.obs_dim, self.ctx_dim, self.d_model, self.layers, self.heads, self.embed_dim, *self.hidden)
-        if min(sizes) < 1 or self.d_model % self.heads:
-            raise ValueError(f"ModuMorphConfig: sizes must be >= 1 and d_model divisible by heads, got {self}.")
+        if min(sizes) < 1 or self.morph_layers < 0 or self.d_model % self.heads or self.embed_dim % self.heads:
+            raise ValueError(f"ModuMorphConfig: sizes must be >= 1 and d_model, embed_dim divisible by heads, "
+                             f"got {self}.")

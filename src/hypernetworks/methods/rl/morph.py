@@ -10,7 +10,8 @@ mujoco, numpy and scipy are imported inside the functions that need them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,12 @@ def _mujoco() -> Any:
     return mujoco
 
 
+@functools.lru_cache(maxsize=1024)
+def _compiled(chain: Chain) -> Any:
+    """The chain's ``MjModel`` (compiled once per chain)."""
+    return _mujoco().MjModel.from_xml_string(chain.xml())
+
+
 def random_chain(gen: torch.Generator, links: tuple[int, int] = (2, 5)) -> Chain:
     """N uniform in ``links``; lengths U(0.2, 0.6) m, masses U(0.2, 1.5) kg."""
     n = int(torch.randint(links[0], links[1] + 1, (1,), generator=gen))
@@ -87,25 +94,63 @@ def lqr_gain(chain: Chain, q_weight: float = 1.0, r_weight: float = 0.1) -> torc
     return torch.tensor(k, dtype=torch.float32)
 
 
-def rollout(chain: Chain, controller: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor,
-            steps: int) -> torch.Tensor:
-    """Simulate ``steps`` steps from ``x0 = [q, q̇] (2N,)`` with ``controller(x (2N,)) -> u (N,)``;
-    returns the visited states ``(T + 1, 2N)``. If the simulation diverges (a MuJoCo bad qacc / qpos / qvel /
-    ctrl warning, after which it would silently reset to upright), the last row is ``inf`` and T <= steps."""
-    mujoco = _mujoco()
+def rollout_batch(chains: Sequence[Chain], policy: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor,
+                  steps: int) -> torch.Tensor:
+    """Simulate B chains at once, with one ``policy`` call per step for the whole batch.
 
-    model = mujoco.MjModel.from_xml_string(chain.xml())
-    data = mujoco.MjData(model)
-    n = chain.n
+    Args:
+        chains: the B chains (repeats allowed; each MuJoCo model is compiled once).
+        policy: ``x (B, L, 2) -> u (B, L)``, per limb ``[q_i, q̇_i]`` and torque, limbs past a chain's N
+            zero-padded (and ignored).
+        x0: initial states ``(B, L, 2)``, L >= every chain's N.
+        steps: simulation steps T.
+
+    Returns:
+        states ``(T + 1, B, L, 2)``. A rollout whose simulation diverges (a MuJoCo bad qacc / qpos / qvel /
+        ctrl warning, after which it would silently reset to upright) is ``inf`` from then on; the policy
+        sees zeros for it.
+    """
+    mujoco = _mujoco()
+    import numpy as np
+
+    if x0.dim() != 3 or x0.shape[0] != len(chains) or x0.shape[2] != 2 or x0.shape[1] < max(c.n for c in chains):
+        raise ValueError(f"rollout_batch: expected x0 (B={len(chains)}, L >= max N, 2), got {tuple(x0.shape)}.")
+    models = {c: _compiled(c) for c in set(chains)}
+    datas = [mujoco.MjData(models[c]) for c in chains]
+    for d, c, x in zip(datas, chains, x0, strict=True):
+        d.qpos[:], d.qvel[:] = x[: c.n, 0].double().numpy(), x[: c.n, 1].double().numpy()
     w = mujoco.mjtWarning
-    unstable = (w.mjWARN_BADQACC, w.mjWARN_BADQPOS, w.mjWARN_BADQVEL, w.mjWARN_BADCTRL)
-    data.qpos[:], data.qvel[:] = x0[:n].double().numpy(), x0[n:].double().numpy()
+    qacc, qpos, qvel, ctrl = (int(k) for k in (w.mjWARN_BADQACC, w.mjWARN_BADQPOS, w.mjWARN_BADQVEL, w.mjWARN_BADCTRL))
+    alive = np.ones(len(chains), dtype=bool)
     states = [x0.clone()]
     for _ in range(steps):
-        data.ctrl[:] = controller(states[-1]).double().numpy()
-        mujoco.mj_step(model, data)
-        if any(data.warning[kind].number > 0 for kind in unstable):
-            states.append(torch.full_like(x0, float("inf")))
+        u = policy(torch.nan_to_num(states[-1], posinf=0.0)).double().numpy()  # (B, L)
+        nxt = np.zeros(tuple(x0.shape))
+        for b, (d, c) in enumerate(zip(datas, chains, strict=True)):
+            if not alive[b]:
+                continue
+            d.ctrl[:] = u[b, : c.n]
+            mujoco.mj_step(models[c], d)
+            warned = d.warning
+            if warned[qacc].number or warned[qpos].number or warned[qvel].number or warned[ctrl].number:
+                alive[b] = False
+                continue
+            nxt[b, : c.n, 0], nxt[b, : c.n, 1] = d.qpos, d.qvel
+        nxt[~alive] = np.inf
+        states.append(torch.from_numpy(nxt).float())
+        if not alive.any():
             break
-        states.append(torch.tensor([*data.qpos, *data.qvel], dtype=torch.float32))
     return torch.stack(states)
+
+
+def rollout(chain: Chain, controller: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor,
+            steps: int) -> torch.Tensor:
+    """Simulate ``steps`` steps of one chain from ``x0 = [q, q̇] (2N,)`` with ``controller(x (2N,)) -> u (N,)``;
+    returns the visited states ``(T + 1, 2N)``. If the simulation diverges (see ``rollout_batch``), the last
+    row is ``inf`` and T <= steps."""
+    n = chain.n
+    states = rollout_batch([chain], lambda x: controller(x[0].T.reshape(-1)).unsqueeze(0), x0.view(2, n).T[None],
+                           steps)[:, 0]  # (T + 1, N, 2)
+    flat = states.transpose(1, 2).reshape(len(states), 2 * n)
+    dead = torch.isinf(flat).any(1).nonzero()
+    return flat if len(dead) == 0 else flat[: int(dead[0]) + 1]
