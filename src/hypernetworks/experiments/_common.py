@@ -135,11 +135,12 @@ def run_jobs(fn: Callable, jobs: Sequence, workers: int) -> list:
     """
     settings = _settings.get() or JobSettings()
     workers = settings.workers or workers
-    keys = [_key(fn, job) if settings.store else None for job in jobs]
+    store = settings.store
+    keys = [_key(fn, job) if store else None for job in jobs]
     results: list = [None] * len(jobs)
     todo = []
     for i, key in enumerate(keys):
-        path = None if key is None else settings.store / f"{key}.pkl"
+        path = None if key is None or store is None else store / f"{key}.pkl"
         if settings.resume and path is not None and path.exists():
             results[i] = pickle.loads(path.read_bytes())
         else:
@@ -150,11 +151,11 @@ def run_jobs(fn: Callable, jobs: Sequence, workers: int) -> list:
     def finished(i: int, result) -> None:
         nonlocal ran
         results[i], ran = result, ran + 1
-        if keys[i] is not None:
-            settings.store.mkdir(parents=True, exist_ok=True)
-            tmp = settings.store / f"{keys[i]}.tmp"
+        if keys[i] is not None and store is not None:
+            store.mkdir(parents=True, exist_ok=True)
+            tmp = store / f"{keys[i]}.tmp"
             tmp.write_bytes(pickle.dumps(result))
-            tmp.replace(settings.store / f"{keys[i]}.pkl")  # whole or absent, even if interrupted
+            tmp.replace(store / f"{keys[i]}.pkl")  # whole or absent, even if interrupted
         progress.step(ran)
 
     try:
@@ -182,7 +183,7 @@ def _ray_results(fn: Callable, jobs: Sequence, todo: list[int], address: str | N
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     task = ray.remote(fn)
-    pending = {task.remote(jobs[i]): i for i in todo}
+    pending = {task.remote(jobs[i]): i for i in todo}  # pyright: ignore[reportCallIssue]  (ray's stubs: no args)
     while pending:
         (done,), _ = ray.wait(list(pending), num_returns=1)
         yield pending.pop(done), ray.get(done)

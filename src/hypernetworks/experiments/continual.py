@@ -57,11 +57,12 @@ def mlp(out_features: int, head: bool = True) -> nn.Module:
     return nn.Sequential(*layers, nn.Linear(HIDDEN, out_features)) if head else nn.Sequential(*layers)
 
 
-def learner(bench, method: str, strength: float | None, seed: int) -> nn.Module:
+def learner(bench, method: str, strength: float | None, seed: int) -> HyperCL | RegularizedCL:
     """A fresh continual learner for ``method`` at knob value ``strength``."""
     n, c = len(bench.tasks), bench.classes_per_task
     if method in ARCH:
-        cfg = HyperCLConfig(num_tasks=n, beta=strength, lr=LR, seed=seed, **HEADS[ARCH[method]])
+        beta = 0.0 if strength is None else strength
+        cfg = HyperCLConfig(num_tasks=n, beta=beta, lr=LR, seed=seed, **HEADS[ARCH[method]])
         return HyperCL(mlp(c), cfg)
     model = MultiHead(mlp(0, head=False), HIDDEN, c, n)
     return RegularizedCL(model, BASELINES[method], strength or 0.0, multi_head=True, lr=LR)
@@ -91,7 +92,7 @@ def _run(job) -> dict:
         matrix.append([_accuracy(model, bench.tasks[j].xt, bench.tasks[j].yt, j) for j in range(t + 1)])
     val = [_accuracy(model, task.xv, task.yv, j) for j, task in enumerate(bench.tasks)]
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    target = sum(p.numel() for p in (model.hnet.target if method in ARCH else model.model).parameters())
+    target = sum(p.numel() for p in (model.hnet.target if isinstance(model, HyperCL) else model.model).parameters())
     return {"benchmark": bench_name, "method": method, "strength": strength, "seed": seed, "matrix": matrix,
             "val_final": val, "trainable": trainable, "target_params": target, "wall_s": time.time() - start}
 

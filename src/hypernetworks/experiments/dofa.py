@@ -49,8 +49,9 @@ CAMERA_SIGMA, BAND_SIGMA = 0.045, 0.015  # µm
 CENTRES = tuple(round(0.45 + 0.03125 * k, 5) for k in range(9))  # µm, 0.45 ... 0.70
 HELD_OUT_CENTRES = (2, 6)  # 0.5125 and 0.6375 µm: never in training
 TRAIN_BANDS = tuple(k for k in range(len(CENTRES)) if k not in HELD_OUT_CENTRES)
-HELD_OUT_COMBOS = ((0, 4), (1, 5, 8), (0, 3, 5, 7))  # of training bands, never drawn in training
-CENTRE_COMBOS = ((2,), (3, 6), (0, 2, 6, 8))  # with held-out centres
+Combos = tuple[tuple[int, ...], ...]
+HELD_OUT_COMBOS: Combos = ((0, 4), (1, 5, 8), (0, 3, 5, 7))  # of training bands, never drawn in training
+CENTRE_COMBOS: Combos = ((2,), (3, 6), (0, 2, 6, 8))  # with held-out centres
 SEEN_COMBOS = ((4,), (1, 7), (0, 3, 8), (1, 4, 5, 7))  # drawable in training, for reference
 SPLITS = {"train": (0.0, 0.6), "val": (0.6, 0.75), "test": (0.75, 1.0)}  # column ranges
 SIZE, PATCH, DIM, BATCH, MAX_BANDS, VAL_COMBOS = 32, 8, 64, 64, 4, 12
@@ -130,7 +131,7 @@ class FixedChannelViT(nn.Module):
     def __init__(self, channels: int, num_classes: int):
         super().__init__()
         self.vit = DOFAViT(SIZE, PATCH, num_classes, DIM)
-        self.vit.patch_embed = None
+        del self.vit.patch_embed  # replaced by the fixed-channel embedding below
         self.embed = nn.Conv2d(channels, DIM, PATCH, stride=PATCH)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -200,7 +201,8 @@ def _name(combo: tuple[int, ...]) -> str:
 
 def _models() -> list[tuple[str, tuple[int, ...] | None]]:
     """``(kind, combo)`` of every model trained per seed (combo None: trained on random subsets)."""
-    return [("dofa", None), ("fixed", None)] + [("dedicated", c) for c in HELD_OUT_COMBOS + CENTRE_COMBOS]
+    shared: list[tuple[str, tuple[int, ...] | None]] = [("dofa", None), ("fixed", None)]
+    return shared + [("dedicated", c) for c in HELD_OUT_COMBOS + CENTRE_COMBOS]
 
 
 def _key(kind: str, combo: tuple[int, ...] | None) -> tuple[str, str | None]:

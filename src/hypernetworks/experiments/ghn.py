@@ -28,6 +28,7 @@ import math
 import statistics
 import time
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -83,7 +84,7 @@ def _torchvision(name: str) -> nn.Module:
         net.conv1 = nn.Conv2d(1, 64, 7, 2, 3, bias=False)
     elif name == "mobilenet_v3_small":
         net = torchvision.models.mobilenet_v3_small(num_classes=10)
-        net.features[0][0] = nn.Conv2d(1, 16, 3, 2, 1, bias=False)
+        cast(nn.Sequential, net.features[0])[0] = nn.Conv2d(1, 16, 3, 2, 1, bias=False)
     else:
         net = torchvision.models.VisionTransformer(SIDE, 1, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
                                                    num_classes=10)
@@ -95,7 +96,8 @@ def _architectures(cfg: dict, dataset: str, seed: int = 0) -> list[tuple[str, nn
     """(group, fresh network) of every evaluated architecture: the same architectures for every ``seed``,
     their random init drawn with it. MNIST repeats the in-distribution groups only (seen, unseen)."""
     torch.manual_seed(1234 + seed)
-    archs = [("seen", Net(g)) for g in ArchPool.sample(cfg["archs"], 0, SIDE, norms=NORMS).genotypes[:cfg["seen"]]]
+    seen = ArchPool.sample(cfg["archs"], 0, SIDE, norms=NORMS).genotypes[:cfg["seen"]]
+    archs: list[tuple[str, nn.Module]] = [("seen", Net(g)) for g in seen]
     for i, (group, space) in enumerate(SPACES.items()):
         n = cfg["unseen"] if group == "unseen" else cfg["ood_each"] if dataset == "fmnist" else 0
         if n:
@@ -265,7 +267,12 @@ def _epoch_job(cfg: dict, dataset: str, seed: int, init: str, lr: float, params:
     archs = _architectures(cfg, dataset, seed)
     rows = []
     for i in _tuned(cfg, dataset):
-        net = _fill(archs[i][1], params[i], NOISE, 300 + 1000 * seed + i) if init == "predicted" else archs[i][1]
+        if init == "predicted":
+            if params is None:
+                raise ValueError("_epoch_job: init='predicted' needs the predicted parameters.")
+            net = _fill(archs[i][1], params[i], NOISE, 300 + 1000 * seed + i)
+        else:
+            net = archs[i][1]
         res = _sgd_epoch(net, d, lr, 200 + 1000 * seed + i, cfg["epoch_share"])
         rows.append({"arch": i, "dataset": dataset, "seed": seed, "init": init, "lr": lr, **res})
     return rows
@@ -415,7 +422,7 @@ def _search_stats(results: list[dict], truth: list[dict], cfg: dict) -> dict[str
     """Ranking quality and cost of each search: rho and top-k hits vs ground truth, the pick's true accuracy."""
     runs = sorted({r["run"] for r in truth})
     acc = {j: statistics.mean(r["test"] for r in truth if r["arch"] == j) for j in range(cfg["search"])}
-    true_order = sorted(acc, key=acc.get, reverse=True)
+    true_order = sorted(acc, key=lambda j: acc[j], reverse=True)
     top = set(true_order[:cfg["top_k"]])
     out = {}
     for kind in cfg["kinds"]:
@@ -423,7 +430,7 @@ def _search_stats(results: list[dict], truth: list[dict], cfg: dict) -> dict[str
         rhos, hits, picked, ranks, costs = [], [], [], [], []
         for res in per_seed:
             val = {s["arch"]: s["val"] for s in res["search"]}
-            order = sorted(val, key=val.get, reverse=True)
+            order = sorted(val, key=lambda j: val[j], reverse=True)
             rhos.append(_spearman([val[j] for j in acc], [acc[j] for j in acc]))
             hits.append(len(top & set(order[:cfg["top_k"]])))
             picked.append(acc[order[0]])

@@ -23,10 +23,12 @@ fine-tuning learning rate and steps by the validation score, the harmonic mean o
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 import statistics
 import time
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +37,7 @@ from torch import nn
 from ..data import load_fashion_mnist
 from ..functional import functional_call
 from ..methods.malmen import MALMEN
+from ..methods.malmen.net import ShiftNet
 from . import _claims
 from ._common import configured, pyplot, run_jobs, save
 
@@ -149,14 +152,14 @@ class _Scaled:
 
     def __enter__(self):
         with torch.no_grad():
-            self.editor.log_lr += self.log_eta
-            self.editor.log_reg += self.log_reg
+            self.editor.log_lr.add_(self.log_eta)
+            self.editor.log_reg.add_(self.log_reg)
         return self.editor
 
     def __exit__(self, *exc):
         with torch.no_grad():
-            self.editor.log_lr -= self.log_eta
-            self.editor.log_reg -= self.log_reg
+            self.editor.log_lr.sub_(self.log_eta)
+            self.editor.log_reg.sub_(self.log_reg)
 
 
 def _malmen_shifts(editor: MALMEN, task: dict, split: str, episodes: list, grid: list[tuple[float, float]]):
@@ -255,7 +258,8 @@ def _observed(editor: MALMEN, task: dict, seed: int) -> MALMEN:
 
 def _meta_editor(task: dict, cfg: dict, aggregation: str, seed: int) -> tuple[MALMEN, dict]:
     """The meta-trained editor of the meta learning rate with the best validation ES; its training record."""
-    best, tried = None, []
+    best: tuple[MALMEN, dict] | None = None
+    tried = []
     for lr in cfg["meta_lrs"]:
         editor = _observed(MALMEN(task["post"], layers=[LAYER], aggregation=aggregation, rank=RANK, blocks=BLOCKS,
                                   lr=ETA0, reg=REG0, seed=seed), task, seed)
@@ -263,7 +267,20 @@ def _meta_editor(task: dict, cfg: dict, aggregation: str, seed: int) -> tuple[MA
         tried.append({k: record[k] for k in ("lr", "best_step", "val_es", "seconds")})
         if best is None or record["val_es"] > best[1]["val_es"]:
             best = (editor, record)
+    if best is None:
+        raise ValueError("malmen: cfg['meta_lrs'] is empty; give at least one meta learning rate.")
     return best[0], best[1] | {"tried": tried}
+
+
+def _fine_tuned(task: dict, cfg: dict, split: str, episodes: list, knob):
+    """Fine-tuning's shifts per episode and per (lr, steps) of its grid, or of ``knob`` once chosen."""
+    lrs, steps = (cfg["ft_lrs"], cfg["ft_steps"]) if knob is None else ((knob[0],), (knob[1],))
+    return _fine_tune_shifts(task, split, episodes, lrs, steps)
+
+
+def _edited_by(editor: MALMEN, task: dict, grid: list[tuple[float, float]], split: str, episodes: list, knob):
+    """An editor's shifts per episode and per (η, λ) scale of ``grid``, or of ``knob`` once chosen."""
+    return _malmen_shifts(editor, task, split, episodes, grid if knob is None else [tuple(knob)])
 
 
 def study(job) -> dict:
@@ -282,7 +299,8 @@ def study(job) -> dict:
                       time.perf_counter() - start)
     identity = _observed(MALMEN(task["post"], layers=[LAYER], blocks=0, lr=1.0, reg=1.0), task, seed)
     with torch.no_grad():  # λ in units of E‖u‖²
-        identity.log_reg.fill_(math.log(identity.nets[next(iter(identity.nets))].mean_key_sq_norm().item()))
+        net = cast(ShiftNet, identity.nets[next(iter(identity.nets))])
+        identity.log_reg.fill_(math.log(net.mean_key_sq_norm().item()))
     grids = {"least squares": [(e, r) for e in LS_ETA_SCALES for r in LS_REG_SCALES],
              "sum": [(e, 1.0) for e in SUM_ETA_SCALES],
              "least squares, identity": [(e, r) for e in IDENTITY_ETAS for r in IDENTITY_REGS]}
@@ -291,14 +309,10 @@ def study(job) -> dict:
         for name in EDITORS:
             t0 = time.perf_counter()
             if name == "fine-tuning":
-                def shifts_for(split, eps, knob):
-                    lrs, steps = (cfg["ft_lrs"], cfg["ft_steps"]) if knob is None else ((knob[0],), (knob[1],))
-                    return _fine_tune_shifts(task, split, eps, lrs, steps)
+                shifts_for = functools.partial(_fine_tuned, task, cfg)
             else:
                 editor = identity if name == "least squares, identity" else editors[name]
-
-                def shifts_for(split, eps, knob, editor=editor, grid=grids[name]):
-                    return _malmen_shifts(editor, task, split, eps, grid if knob is None else [tuple(knob)])
+                shifts_for = functools.partial(_edited_by, editor, task, grids[name])
             with torch.no_grad() if name != "fine-tuning" else torch.enable_grad():
                 result = _choose_and_test(task, cfg, n, seed, shifts_for)
             rows.append({"seed": seed, "n": n, "editor": name, **result, "seconds": time.perf_counter() - t0})

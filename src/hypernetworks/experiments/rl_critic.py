@@ -99,7 +99,10 @@ def one_run(job) -> dict:
     import gymnasium as gym
 
     space = gym.make(env_id)
-    state_dim, action_dim = space.observation_space.shape[0], space.action_space.shape[0]
+    obs_shape, action_shape = space.observation_space.shape, space.action_space.shape
+    if obs_shape is None or action_shape is None:
+        raise ValueError(f"rl-critic: {env_id} needs Box observation and action spaces.")
+    state_dim, action_dim = obs_shape[0], action_shape[0]
     critic = critic_config(kind, state_dim, action_dim, seed)
     agent = _agent(algo, critic, state_dim, action_dim, lr, cfg, seed)
     probe_at = {steps // 2 // cfg["eval_every"] * cfg["eval_every"], steps} if probe_on else set()

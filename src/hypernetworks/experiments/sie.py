@@ -127,14 +127,14 @@ def _evaluate(model: SIE, splits: dict, cfg, seed: int) -> dict:
         v1, v2, g = views(x[idx], gen)
         pick[name] = (_features(model, v1, v2), y[idx], g)
     train, y, g = pick["train"]
-    out = {name: {"acc": {}, "r2": {}} for name in ("val", "test")}
+    out: dict = {name: {"acc": {}, "r2": {}} for name in ("val", "test")}
     for part in train:
         accs = class_accuracy(train[part][0], y, [(pick[s][0][part][0], pick[s][1]) for s in out])
         r2s = rotation_r2(torch.cat(train[part], 1), g, [(torch.cat(pick[s][0][part], 1), pick[s][2]) for s in out],
                           cfg["probe_steps"], seed)
         for s, acc, r2 in zip(out, accs, r2s, strict=True):
             out[s]["acc"][part], out[s]["r2"][part] = acc, r2
-    if model.predictor is not None:
+    if model.predictor is not None and model.equi_projector is not None:
         test, _, gt = pick["test"]
         with torch.no_grad():
             e1, e2 = model.equi_projector(test["equi"][0]), model.equi_projector(test["equi"][1])
