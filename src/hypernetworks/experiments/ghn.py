@@ -50,6 +50,7 @@ from ..methods.ghn import (
 from ..methods.ghn.train import train_images
 from . import _claims
 from ._common import configured, pyplot, run_jobs, save
+from .ghn_search import sd, search_claim, search_stats, search_table, spearman
 
 # The full run checks the prediction and fine-tuning claims on Fashion-MNIST; the MNIST repeat, the
 # out-of-distribution groups, the GHN-3-style and SMASH-style hypernetworks and the search are switched off in
@@ -300,23 +301,6 @@ def _dispatch(job):
     return _hyper_job(*job[1:])
 
 
-def _spearman(a: list[float], b: list[float]) -> float:
-    def ranks(v):
-        order = sorted(range(len(v)), key=v.__getitem__)
-        r = [0.0] * len(v)
-        for rank, i in enumerate(order):
-            r[i] = rank
-        return r
-
-    if len(a) < 3:
-        return float("nan")
-    return statistics.correlation(ranks(a), ranks(b))
-
-
-def _sd(values: list[float]) -> float:
-    return statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def _k10(cfg: dict) -> int:
     return 10 if 10 in cfg["adam_steps"] else cfg["adam_steps"][-1]
 
@@ -338,7 +322,7 @@ def _group_stats(ghn_rows: list[dict], others: list[dict], cfg: dict) -> dict[st
         adam = {a: {k: statistics.mean(r["adam"][k] for r in rows if r["arch"] == a) for k in ks} for a in archs}
         seed_means = _seed_means(rows, lambda r: r["predicted"])
         matches = sorted(min([k for k in ks if adam[a][k] >= pred[a]], default=10**9) for a in archs)
-        s = {"n": len(archs), "predicted": statistics.mean(seed_means), "predicted_sd_over_seeds": _sd(seed_means),
+        s = {"n": len(archs), "predicted": statistics.mean(seed_means), "predicted_sd_over_seeds": sd(seed_means),
              **{key: statistics.mean(r[key] for r in rows) for key in ("no_graph", "shuffled", "random_init")},
              "adam_k10": statistics.mean(adam[a][k10] for a in archs),
              "beats_adam_k10": sum(pred[a] > adam[a][k10] for a in archs) / len(archs),
@@ -348,7 +332,7 @@ def _group_stats(ghn_rows: list[dict], others: list[dict], cfg: dict) -> dict[st
             if values:
                 s[kind] = statistics.mean(values)
         if len(archs) >= 3:
-            s["spearman_vs_adam_last"] = _spearman([pred[a] for a in archs], [adam[a][ks[-1]] for a in archs])
+            s["spearman_vs_adam_last"] = spearman([pred[a] for a in archs], [adam[a][ks[-1]] for a in archs])
         stats[grp] = s
     return stats
 
@@ -407,44 +391,15 @@ def _finetune_table(ft: dict[str, dict], cfg: dict) -> str:
             u, t, e = s["untrained"][init], s[init]["test"], s[init]["early"]
             val = " / ".join(f"{s[init]['sweep'][lr]['val']:.1f}" for lr in lrs)
             lines.append(f"{NAMES[d]:<15}{init:<11}{len(s['archs']):>3}{s['steps']:>6}{statistics.mean(u):>7.1f}±"
-                         f"{_sd(u):<3.1f}   {val:<34}{s['chosen_lr'][init]:>6g}"
+                         f"{sd(u):<3.1f}   {val:<34}{s['chosen_lr'][init]:>6g}"
                          + "".join(f"{e[k]:>10.1f}" if k in e else f"{'-':>10}" for k in early)
-                         + f"{statistics.mean(t):>9.1f}±{_sd(t):<4.1f}")
+                         + f"{statistics.mean(t):>9.1f}±{sd(t):<4.1f}")
     lines.append(f"(test accuracy %, mean over the first n unseen architectures, ± sd of the seed means; one epoch "
                  f"of SGD (momentum {MOMENTUM}, batch {EPOCH_BATCH}, clip 5, constant rate) from the GHN-2's "
                  f"predicted parameters ({NOISE} relative noise on tiled channels only) or from this seed's random "
                  f"init, same data order; 'val': seed-0 validation accuracy after one epoch at each rate, which "
                  f"picks 'lr' per init for every seed; 'k steps': test accuracy after k steps, mean over seeds)")
     return "\n".join(lines)
-
-
-def _search_stats(results: list[dict], truth: list[dict], cfg: dict) -> dict[str, dict]:
-    """Ranking quality and cost of each search: rho and top-k hits vs ground truth, the pick's true accuracy."""
-    runs = sorted({r["run"] for r in truth})
-    acc = {j: statistics.mean(r["test"] for r in truth if r["arch"] == j) for j in range(cfg["search"])}
-    true_order = sorted(acc, key=lambda j: acc[j], reverse=True)
-    top = set(true_order[:cfg["top_k"]])
-    out = {}
-    for kind in cfg["kinds"]:
-        per_seed = [r for r in results if r["kind"] == kind and r["search"]]
-        rhos, hits, picked, ranks, costs = [], [], [], [], []
-        for res in per_seed:
-            val = {s["arch"]: s["val"] for s in res["search"]}
-            order = sorted(val, key=lambda j: val[j], reverse=True)
-            rhos.append(_spearman([val[j] for j in acc], [acc[j] for j in acc]))
-            hits.append(len(top & set(order[:cfg["top_k"]])))
-            picked.append(acc[order[0]])
-            ranks.append(true_order.index(order[0]) + 1)
-            costs.append(res["train_seconds"] + sum(s["seconds"] for s in res["search"]))
-        out[kind] = {"rho": statistics.mean(rhos), "rho_sd": _sd(rhos), "top_k_hits": statistics.mean(hits),
-                     "picked_accuracy": statistics.mean(picked), "picked_rank": statistics.mean(ranks),
-                     "cost_seconds": statistics.mean(costs)}
-    per_run = [[r["test"] for r in sorted(truth, key=lambda r: r["arch"]) if r["run"] == run] for run in runs]
-    out["brief_training"] = {
-        "best_accuracy": acc[true_order[0]], "mean_accuracy": statistics.mean(acc.values()),
-        "run_to_run_rho": _spearman(per_run[0], per_run[1]) if len(per_run) > 1 else float("nan"),
-        "cost_seconds": sum(r["seconds"] for r in truth) / len(runs)}
-    return out
 
 
 def _prediction_claims(dataset: str, rows: list[dict], ft: dict, k10: int) -> list[dict]:
@@ -483,41 +438,9 @@ def _claims_of(hyper: list[dict], ft: dict[str, dict], truth: list[dict], cfg: d
         rows = [{**row, "adam_k10": row["adam"][_k10(cfg)]} for r in hyper if (r["kind"], r["dataset"]) == ("ghn", d)
                 for row in r["rows"]]
         claims += _prediction_claims(d, rows, ft[d], _k10(cfg))
-    if not truth or "smash" not in cfg["kinds"]:
-        return claims
-    acc = {j: statistics.mean(r["test"] for r in truth if r["arch"] == j) for j in range(cfg["search"])}
-    rho = {}
-    for kind in ("ghn", "smash"):
-        runs = sorted((r for r in hyper if r["kind"] == kind and r["search"]), key=lambda r: r["seed"])
-        vals = [{x["arch"]: x["val"] for x in res["search"]} for res in runs]
-        rho[kind] = [_spearman([v[j] for j in acc], [acc[j] for j in acc]) for v in vals]
-    claims.append(_claims.paired("search: GHN-2's generated weights rank architectures better than SMASH-style ones",
-                                 "Spearman rho with brief training", rho["ghn"], rho["smash"], ours_name="GHN-2",
-                                 baseline_name="SMASH-style"))
+    if truth and "smash" in cfg["kinds"]:
+        claims.append(search_claim(hyper, truth, cfg))
     return claims
-
-
-def _search_table(s: dict[str, dict], cfg: dict) -> str:
-    k, n = cfg["top_k"], cfg["search"]
-    head = f"{'search by':<26}{'rho':>12} {f'top-{k} hits':>10} {'pick: acc':>10} {'pick: rank':>11} {'cost s':>8}"
-    lines = [head, "-" * len(head)]
-    for kind in cfg["kinds"]:
-        r, label = s[kind], KINDS[kind][0]
-        label += " generated weights" if kind == "ghn" else "-style weights"
-        lines.append(f"{label:<26}{r['rho']:>6.2f}±{r['rho_sd']:<5.2f} {r['top_k_hits']:>8.1f}/{k} "
-                     f"{r['picked_accuracy']:>10.1f} {r['picked_rank']:>11.1f} {r['cost_seconds']:>8.0f}")
-    b = s["brief_training"]
-    lines.append(f"{'random pick (expected)':<26}{0.0:>6.2f}{'':<6} {k * k / n:>8.1f}/{k} {b['mean_accuracy']:>10.1f} "
-                 f"{(n + 1) / 2:>11.1f} {0:>8}")
-    lines.append(f"{'brief training (truth)':<26}{b['run_to_run_rho']:>6.2f}{'':<6} {k:>8}/{k} "
-                 f"{b['best_accuracy']:>10.1f} {1:>11} {b['cost_seconds']:>8.0f}")
-    lines.append(f"({n} unseen architectures ranked by validation accuracy (5,000 held-out Fashion-MNIST training "
-                 f"images) with generated weights; truth: test accuracy after {cfg['search_steps']} Adam steps from "
-                 f"random init, mean of {cfg['search_runs']} run(s); rho: Spearman vs truth, mean ± sd over seeds "
-                 f"(truth row: run-to-run rho); pick: true accuracy and rank (1 = best) of the top-ranked "
-                 f"architecture; cost: hypernetwork training + generating and validating all candidates, or "
-                 f"training all candidates once)")
-    return "\n".join(lines)
 
 
 def _plot(stats: dict, ghn_rows: list[dict], ft: dict[str, dict], results: list[dict], truth: list[dict],
@@ -619,8 +542,8 @@ def run(quick: bool, out_dir, log=print) -> dict:
     stats["finetune"] = ft
     tables.append(_finetune_table(ft, cfg))
     if truth:
-        stats["search"] = _search_stats(hyper, truth, cfg)
-        tables.append(_search_table(stats["search"], cfg))
+        stats["search"] = search_stats(hyper, truth, cfg)
+        tables.append(search_table(stats["search"], cfg, {k: v[0] for k, v in KINDS.items()}))
     train_s = {f"{r['kind']}/{r['dataset']}": round(r["train_seconds"]) for r in hyper if r["seed"] == 0}
     tables.append(f"hypernetwork training seconds (seed 0, 1 thread): {train_s}")
     plot = out_dir / "ghn.png"
