@@ -38,14 +38,3 @@ def test_docstring_example_runs(name):
 def test_every_registered_method_has_an_example(name):
     builder = methods.get_method(name).builder
     assert ">>>" in (builder.__doc__ or ""), f"{name}: {builder.__qualname__} has no docstring example"
-
-
-def test_the_methods_page_examples_run():
-    import re
-    from pathlib import Path
-
-    text = (Path(__file__).parents[1] / "docs" / "api" / "methods.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
-    assert blocks
-    for code in blocks:
-        exec(compile(code, "docs/api/methods.md", "exec"), {})
