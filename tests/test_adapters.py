@@ -242,3 +242,31 @@ def test_state_dict_holds_each_tensor_once():
     ids = torch.randint(0, 50, (2, 5))
     torch.testing.assert_close(fresh(ids, cond=torch.tensor([0, 2])).last_hidden_state,
                                model(ids, cond=torch.tensor([0, 2])).last_hidden_state)
+
+
+def test_fit_trains_the_generator_and_rejects_short_streams():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    model = text_to_lora(net, AdapterConfig(cond_features=3, target_modules=["0", "2"], rank=2))
+    frozen = [p.clone() for p in net.parameters()]
+    x, cond = torch.randn(32, 4), torch.randn(32, 3)
+    y = (x[:, 0] * cond[:, 0] > 0).long()  # the answer depends on the condition
+    losses = model.fit([((x, ), cond, y)] * 40, lr=1e-2)
+    assert len(losses) == 40 and losses[-1] < losses[0]
+    assert all(torch.equal(a, b) for a, b in zip(frozen, net.parameters(), strict=True))  # the target stays frozen
+    with pytest.raises(ValueError, match="GeneratedAdapters.fit: batches ran out after 1 of 5 steps"):
+        model.fit([((x,), cond, y)], steps=5)
+
+
+def test_adapter_tasks_hold_out_categories_entirely():
+    from hypernetworks.experiments.adapters import _groups
+    from hypernetworks.experiments.adapters_tasks import CATEGORIES, HELD_OUT, VALIDATION, description
+
+    names = list(CATEGORIES)
+    test, tune = _groups("test"), _groups("tune")
+    assert len(test["train"]) == 300 and len(test["unseen"]) == 28 and len(tune["unseen"]) == 10
+    assert not {names[c] for t in test["train"] for c in t} & set(HELD_OUT)
+    assert not {names[c] for t in tune["train"] for c in t} & set(HELD_OUT + VALIDATION)
+    assert {names[c] for t in test["unseen"] for c in t} == set(HELD_OUT)
+    a, b = names.index("food"), names.index("law")
+    assert "food and eating" in description(a, b) and "law and lawyers" in description(a, b)

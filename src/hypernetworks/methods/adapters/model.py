@@ -11,10 +11,12 @@ together in one ``functional_call`` with a per-tensor mode.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ... import encoders
@@ -132,6 +134,50 @@ class GeneratedAdapters(Pretrained[AdapterConfig]):
         # with its own mode): a single HyperNetwork cannot run another's tensors, so the binding is used.
         return functional_call(self.target, params["lora"] | params["norms"], args, kwargs, mode=modes,
                                per_example=self.encoder.is_batched(cond), strict=False)
+
+    def fit(self, batches: Iterable[tuple[tuple, torch.Tensor, Any]], *, steps: int | None = None, lr: float = 1e-3,
+            loss_fn: Callable[[Any, Any], torch.Tensor] = F.cross_entropy,
+            extra_params: Iterable[nn.Parameter] = ()) -> list[float]:
+        """Train the encoder and generator heads with Adam; returns the loss per step.
+
+        Each batch is ``(inputs, cond, target)``: the loss is ``loss_fn(self(*inputs, cond=cond), target)``,
+        with ``cond`` one condition for the batch or ``(B, *cond_shape)``, one per example (several tasks
+        in one batch, as HyperFormer and Text-to-LoRA train). ``extra_params`` (e.g. a readout that
+        ``loss_fn`` uses) train alongside.
+
+        Args:
+            batches: an iterable of ``(inputs, cond, target)``; may be endless when ``steps`` is set.
+            steps: batches to train on (None: all of ``batches``).
+            lr: Adam's learning rate.
+            loss_fn: ``(output, target) -> scalar loss``.
+            extra_params: more parameters to train with the same optimiser.
+
+        Raises:
+            ValueError: ``batches`` ran out before ``steps``.
+
+        Example:
+            >>> target = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+            >>> model = hyperformer(target, num_tasks=2, target_modules=["0", "2"], rank=2)
+            >>> x = torch.randn(64, 4)
+            >>> tasks = torch.arange(64) % 2  # task 0: is x[0] > 0; task 1: is x[1] > 0
+            >>> y = (x[torch.arange(64), tasks] > 0).long()
+            >>> losses = model.fit(itertools.repeat(((x,), tasks, y)), steps=60, lr=1e-2)
+            >>> losses[-1] < 0.5 * losses[0]
+            True
+        """
+        params = [p for p in self.parameters() if p.requires_grad] + list(extra_params)
+        opt = torch.optim.Adam(params, lr=lr)
+        losses: list[float] = []
+        for inputs, cond, target in itertools.islice(batches, steps):
+            loss = loss_fn(self(*inputs, cond=cond), target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        if steps is not None and len(losses) < steps:
+            raise ValueError(f"GeneratedAdapters.fit: batches ran out after {len(losses)} of {steps} steps; pass "
+                             "an endless iterable (itertools.cycle) or fewer steps.")
+        return losses
 
     @property
     def num_trainable(self) -> int:
