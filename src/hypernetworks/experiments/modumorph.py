@@ -178,7 +178,7 @@ def _plot(rows, kinds, path) -> None:
             vals = [r[key] for r in rows if r["kind"] == kind]
             ax.bar(i, statistics.fmean(vals), color=f"C{i}", alpha=0.6)
             ax.scatter([i] * len(vals), vals, color="k", s=10)
-        ax.set(xticks=range(len(kinds)), xticklabels=[NAMES[k].replace(", ", ",\n") for k in kinds], title=title)
+        ax.set(xticks=range(len(kinds)), xticklabels=[NAMES[k].replace(" ", "\n", 1) for k in kinds], title=title)
     save(fig, path)
 
 
