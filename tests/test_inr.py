@@ -151,6 +151,40 @@ def test_sgd_adaptation_is_batched_and_independent_per_signal():
     assert after < before
 
 
+def test_fit_inr_and_doh_fit():
+    from hypernetworks.methods.inr import fit_inr
+
+    torch.manual_seed(0)
+    coords = coordinate_grid(16, 16)
+    values = torch.sin(4 * coords[:, :1]) * coords[:, 1:]
+    net = siren(2, 16, 2, 1)
+    before = (net(coords) - values).square().mean().item()
+    assert fit_inr(net, coords, values, steps=100, lr=1e-3, batch=64) < before / 2
+    doh = DOH(siren(2, 16, 2, 1), latent_dim=64)
+    w0, start = doh.generate()["0.weight"].clone(), psnr(doh(coords), values).item()
+    doh.fit(coords, values, steps=100, lr=1e-2)
+    assert psnr(doh(coords), values).item() > start + 1.5
+    assert not torch.equal(doh.generate()["0.weight"], w0) and not doh.projection.requires_grad
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        fit_inr(net, coords, values, steps=0, lr=1e-3)
+
+
+def test_set_encoder_reads_coordinates_as_fourier_features():
+    from hypernetworks.methods.inr import SetEncoder, hyperplanes
+
+    torch.manual_seed(0)
+    enc = SetEncoder(3, 20, dim=8, fourier=16, sigma=3.0, seed=1)
+    assert enc.phi[0].in_features == 2 * 16 + 1 and enc.features.B.shape == (2, 16)
+    obs = torch.randn(2, 20, 3)
+    torch.testing.assert_close(enc(obs[:, torch.randperm(20)]), enc(obs), atol=1e-5, rtol=1e-4)
+    inr = siren(2, 16, 2, 1)
+    hnet = hyperplanes(inr, in_features=3, set_size=20, dim=16, fourier=8)
+    coords, values = observations()
+    torch.testing.assert_close(hnet(coords, cond=torch.cat([coords, values], -1)), inr(coords))
+    with pytest.raises(ValueError, match="coords must lie in"):
+        SetEncoder(2, 20, fourier=4, coords=2)
+
+
 def test_rate_interpolation():
     from hypernetworks.experiments.inr import _interp
 
@@ -167,8 +201,15 @@ def test_reproduce_inr_quick(tmp_path, check_claims):
     cli.main(["reproduce", "inr", "--quick", "--out", str(tmp_path)])
     record = json.loads((tmp_path / "inr-quick.json").read_text())
     methods = {r["method"] for r in record["runs"] if r["part"] == "few_shot"}
-    assert methods == {"maml, 1 steps", "maml, 5 steps", "maml, 20 steps", "hyperplanes", "full", "universal"}
-    rd = [r for r in record["runs"] if r["part"] == "rate_distortion"]
+    assert methods == {"sgd, 1 steps", "sgd, 5 steps", "sgd, 20 steps", "hyperplanes", "universal"}
+    sgd = [r for r in record["runs"] if r["part"] == "few_shot" and r["sgd_steps"]]
+    assert all(r["sgd_lr"] in {float(s) for s in r["val_psnr_by_sgd_lr"]} for r in sgd)  # chosen on validation
+    assert {r["part"] for r in record["runs"]} == {"tune_few_shot", "tune_fit", "few_shot", "fit"}
+    rd = [r for r in record["runs"] if r["part"] == "fit"]
     assert {r["kind"] for r in rd} == {"doh", "siren"} and all(r["bpp"] > 0 for r in rd)
-    claims = check_claims(record, statements=4)  # 3 few-shot claims, one per photo
+    for r in rd:  # the paper's count, and the per-tensor ranges apart
+        assert r["bpp_with_overhead"] * 32**2 == r["bits"] + r["overhead_bits"]
+    doh = next(r for r in rd if r["kind"] == "doh")
+    assert doh["bits"] == (doh["values_stored"]) * 8 + 32 and doh["overhead_bits"] == 5 * 64
+    claims = check_claims(record, statements=4)  # 3 few-shot claims, one per photo size
     assert [c["kind"] for c in claims[:3]] == ["paired", "paired", "target"]

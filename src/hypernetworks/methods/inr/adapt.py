@@ -19,19 +19,34 @@ from ...functional import functional_call
 from ...heads import Full
 from ...hypernet import HyperNetwork
 from .config import HyperPlanesConfig
+from .siren import FourierFeatures
 
 
 class SetEncoder(Encoder):
     """Observations ``(..., K, in_features)`` -> ``z (..., dim)``: a shared MLP per observation,
-    mean-pooled, then an MLP (DeepSets; Zaheer et al., 2017). The set size K is fixed per encoder."""
+    mean-pooled, then an MLP (DeepSets; Zaheer et al., 2017). The set size K is fixed per encoder.
 
-    def __init__(self, in_features: int, set_size: int, dim: int = 64, hidden: int = 128):
+    With ``fourier`` = F > 0 the first ``coords`` entries of each observation (its coordinate) are
+    read as Fourier features ``[cos 2πBc, sin 2πBc]`` (Tancik et al., 2020; B ~ N(0, sigma²), fixed,
+    drawn from ``seed``), as an INR reads them, and the rest (the value) as it is.
+    """
+
+    def __init__(self, in_features: int, set_size: int, dim: int = 64, hidden: int = 128, fourier: int = 0,
+                 coords: int = 2, sigma: float = 3.0, seed: int = 0):
         super().__init__()
-        self.phi = mlp([in_features, hidden, hidden], nn.ReLU)
+        if fourier and not 0 < coords < in_features:
+            raise ValueError(f"SetEncoder: coords must lie in [1, in_features) with Fourier features, got {coords}.")
+        self.coords = coords
+        self.features = FourierFeatures(coords, fourier, sigma, seed) if fourier else None
+        width = 2 * fourier + in_features - coords if fourier else in_features
+        self.phi = mlp([width, hidden, hidden], nn.ReLU)
         self.rho = mlp([hidden, hidden, dim], nn.ReLU, last_activation=False)
         self.dim, self.cond_shape = dim, (set_size, in_features)
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        if self.features is not None:  # (..., K, coords + V) -> (..., K, 2F + V)
+            c = self.coords
+            observations = torch.cat([self.features(observations[..., :c]), observations[..., c:]], -1)
         return self.rho(self.phi(observations).mean(-2))  # (..., K, F) -> (..., dim)
 
 
@@ -53,7 +68,8 @@ def hyperplanes(inr: nn.Module, config: HyperPlanesConfig | None = None, **optio
         True
     """
     c = HyperPlanesConfig.build(config, **options)
-    return HyperNetwork(inr, encoder=SetEncoder(c.in_features, c.set_size, c.dim),
+    encoder = SetEncoder(c.in_features, c.set_size, c.dim, fourier=c.fourier, sigma=c.sigma, seed=c.seed)
+    return HyperNetwork(inr, encoder=encoder,
                         head=Full(hidden=c.hidden, bias=c.full), mode="absolute" if c.full else "residual",
                         init="default_match" if c.full else "zero_delta", seed=c.seed)
 

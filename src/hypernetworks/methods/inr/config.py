@@ -28,10 +28,12 @@ class HyperPlanesConfig(DictConfig):
     dim: int = 64  # E, width of the set encoding
     hidden: tuple[int, ...] = (128,)  # hidden widths of the head
     full: bool = False  # False: Δθ added to the trained shared θ (starting at exactly θ); True: all weights
-    seed: int = 0  # seed of the initialisation's calibration draw
+    fourier: int = 0  # F: the encoder reads the 2-D coordinate as 2F Fourier features (0: raw)
+    sigma: float = 3.0  # scale of the Fourier frequencies (coordinates in [-1, 1])
+    seed: int = 0  # seed of the initialisation's calibration draw and of the Fourier frequencies
 
     def __post_init__(self):
         self.hidden = tuple(self.hidden)
-        if min(self.in_features, self.set_size, self.dim, *self.hidden) < 1:
+        if min(self.in_features, self.set_size, self.dim, *self.hidden) < 1 or self.fourier < 0:
             raise ValueError(f"HyperPlanesConfig: sizes must be >= 1, got in_features={self.in_features}, "
-                             f"set_size={self.set_size}, dim={self.dim}, hidden={self.hidden}.")
+                             f"set_size={self.set_size}, dim={self.dim}, hidden={self.hidden}, fourier={self.fourier}.")

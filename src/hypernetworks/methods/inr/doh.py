@@ -22,6 +22,10 @@ from ...functional import functional_call
 from ...spec import ParamSpec
 from .._pretrained import Pretrained
 from .config import DOHConfig
+from .siren import fit_inr
+
+RANGE_BITS = 64  # a quantised tensor also stores its min and max, two float32
+SEED_BITS = 32  # the seed that regenerates D'OH's projections
 
 
 def quantize(t: torch.Tensor, bits: int) -> tuple[torch.Tensor, int]:
@@ -34,7 +38,7 @@ def quantize(t: torch.Tensor, bits: int) -> tuple[torch.Tensor, int]:
     lo, hi = t.min(), t.max()
     levels = 2**bits - 1
     step = (hi - lo).clamp_min(1e-12) / levels
-    return torch.round((t - lo) / step) * step + lo, t.numel() * bits + 64
+    return torch.round((t - lo) / step) * step + lo, t.numel() * bits + RANGE_BITS
 
 
 def quantized_bits(module: nn.Module, bits: int) -> tuple[dict[str, torch.Tensor], int]:
@@ -62,6 +66,10 @@ class DOH(Pretrained[DOHConfig]):
         torch.Size([64, 1])
         >>> sorted(doh.generate())  # the INR's tensors, weights from P z
         ['0.bias', '0.weight', '2.bias', '2.weight', '4.bias', '4.weight']
+        >>> image = coordinate_grid(8, 8)[:, :1] ** 2  # (N, 1) values of an 8 x 8 image
+        >>> error = doh.fit(coordinate_grid(8, 8), image, steps=100, lr=1e-2)  # trains z and the biases
+        >>> error < (image - image.mean()).square().mean().item()  # better than a constant image
+        True
     """
 
     CONFIG = DOHConfig
@@ -94,6 +102,20 @@ class DOH(Pretrained[DOHConfig]):
     def forward(self, coords: torch.Tensor, z: torch.Tensor | None = None,
                 biases: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         return functional_call(self.target, self.generate(z, biases), (coords,))
+
+    def fit(self, coords: torch.Tensor, values: torch.Tensor, *, steps: int = 2000, lr: float = 1e-2,
+            batch: int | None = None, seed: int = 0) -> float:
+        """Fit z and the biases to one signal (the paper's per-signal optimisation): Adam at ``lr``,
+        cosine decay, ``steps`` steps on ``batch`` random samples each (all when None); see ``fit_inr``.
+
+        Args:
+            coords: (N, in) sample coordinates (e.g. ``coordinate_grid(h, w)``).
+            values: (N, out) target values.
+
+        Returns:
+            The last step's mean squared error.
+        """
+        return fit_inr(self, coords, values, steps=steps, lr=lr, batch=batch, seed=seed)
 
     def quantized(self, bits: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
         """z and the biases quantised to ``bits`` bits, and the bits stored (P comes from the seed)."""

@@ -65,6 +65,41 @@ def fourier_mlp(in_features: int, features: int, hidden: int, depth: int, out_fe
     return nn.Sequential(*layers, nn.Linear(hidden, out_features))
 
 
+def fit_inr(model: nn.Module, coords: torch.Tensor, values: torch.Tensor, *, steps: int, lr: float,
+            batch: int | None = None, seed: int = 0) -> float:
+    """Fit ``model``'s trainable parameters to one signal: Adam at ``lr`` with cosine decay to 0 over
+    ``steps`` steps, each on ``batch`` random samples (all of them when None).
+
+    Args:
+        model: ``(N, in) -> (N, out)``.
+        coords: (N, in) sample coordinates.
+        values: (N, out) target values.
+        steps: optimiser steps.
+        lr: Adam's initial learning rate.
+        batch: samples per step, drawn with replacement from ``seed``'s generator; None: all.
+        seed: seed of the sample draws.
+
+    Returns:
+        The last step's mean squared error.
+    """
+    if steps < 1 or lr <= 0:
+        raise ValueError(f"fit_inr: steps must be >= 1 and lr > 0, got steps={steps}, lr={lr}.")
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    gen = torch.Generator().manual_seed(seed)
+    loss = torch.zeros(())
+    for _ in range(steps):
+        idx = None if batch is None else torch.randint(0, len(coords), (batch,), generator=gen)
+        x, y = (coords, values) if idx is None else (coords[idx], values[idx])
+        loss = (model(x) - y).square().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        schedule.step()
+    return loss.item()
+
+
 def coordinate_grid(height: int, width: int) -> torch.Tensor:
     """(height·width, 2) pixel-centre coordinates in [-1, 1], row-major, (y, x) order."""
     ys = (torch.arange(height) + 0.5) / height * 2 - 1
