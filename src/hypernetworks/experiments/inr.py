@@ -20,7 +20,7 @@ from . import _claims
 from ._common import configured, pyplot, run_jobs, save
 from .inr_tasks import BITS, SGD_STEPS, K, few_shot, fit_photo, tune_few_shot
 
-FULL = {"seeds": 3, "steps": 5000, "universal_steps": 2000, "tune_steps": 1000, "val_images": 500,
+FULL = {"seeds": 3, "steps": 10000, "universal_steps": 2000, "tune_steps": 1000, "val_images": 500,
         "test_images": 1000, "fit_steps": 2500, "workers": 1}
 QUICK = {"seeds": 1, "steps": 3, "universal_steps": 3, "tune_steps": 2, "val_images": 20, "test_images": 20,
          "fit_steps": 5, "workers": 1}
