@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -208,7 +208,7 @@ class MALMEN(Pretrained[MALMENConfig]):
         with torch.set_grad_enabled(differentiable):
             return {n: self._shift(n, u, delta) for n, (u, delta) in cache.items()}
 
-    def edited(self, model: nn.Module, shifts: dict[str, torch.Tensor], *args, **kwargs):
+    def edited(self, model: nn.Module, shifts: dict[str, torch.Tensor], *args: Any, **kwargs: Any) -> Any:
         """``model(*args, **kwargs)`` with every edited weight W replaced by W + Sᵀ (model unchanged)."""
         deltas = {f"{n}.weight" if n else "weight": s.T for n, s in shifts.items()}
         return functional_call(model, deltas, args, kwargs, mode="residual", strict=False)

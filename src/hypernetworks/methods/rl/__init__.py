@@ -17,6 +17,7 @@ gymnasium / mujoco are imported only inside the functions that run environments.
 from .. import register_method
 from .agents import SAC as SAC
 from .agents import TD3 as TD3
+from .agents import Agent as Agent
 from .agents import ReplayBuffer as ReplayBuffer
 from .config import ActorConfig as ActorConfig
 from .config import CriticConfig as CriticConfig
@@ -59,9 +60,9 @@ register_method("hyperppo", ArchPolicy, HyperPPOConfig, takes_target=False)
 register_method("modumorph", ModuMorph, ModuMorphConfig, takes_target=False)
 
 __all__ = [
-    "SAC", "TD3", "ActorConfig", "ArchPolicy", "ArchValue", "Chain", "ConcatContext", "CriticConfig", "HyperActor",
-    "HyperCritic", "HyperPPOConfig", "MLPActor", "MLPCritic", "MaskedMLP", "ModuMorph", "ModuMorphConfig",
-    "NetConfig", "PPOConfig", "Plain", "ReplayBuffer", "SACConfig", "Scaled", "TD3Config", "arch_space",
-    "build_actor", "build_critic", "collect_states", "evaluate", "evaluate_archs", "fit", "fit_ppo", "gradient_probe",
-    "lqr_gain", "num_params", "random_chain", "rollout", "sized",
+    "SAC", "TD3", "ActorConfig", "Agent", "ArchPolicy", "ArchValue", "Chain", "ConcatContext", "CriticConfig",
+    "HyperActor", "HyperCritic", "HyperPPOConfig", "MLPActor", "MLPCritic", "MaskedMLP", "ModuMorph",
+    "ModuMorphConfig", "NetConfig", "PPOConfig", "Plain", "ReplayBuffer", "SACConfig", "Scaled", "TD3Config",
+    "arch_space", "build_actor", "build_critic", "collect_states", "evaluate", "evaluate_archs", "fit", "fit_ppo",
+    "gradient_probe", "lqr_gain", "num_params", "random_chain", "rollout", "sized",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +43,21 @@ class ReplayBuffer:
             raise ValueError("ReplayBuffer.sample: the buffer is empty; add transitions first.")
         idx = torch.randint(0, self.size, (n,), generator=generator)
         return self.s[idx], self.a[idx], self.r[idx], self.s2[idx], self.done[idx]
+
+
+class Agent(Protocol):
+    """What the environment loop and the gradient probe need from an agent (``TD3`` and ``SAC`` are two):
+    actions in [-1, 1], a critic Q(s, a) and one update per replay batch."""
+
+    action_dim: int
+
+    def policy(self, state: torch.Tensor) -> torch.Tensor: ...  # (B, S) -> (B, A)
+
+    def act(self, state: torch.Tensor, explore: bool) -> torch.Tensor: ...  # (S,) -> (A,)
+
+    def critic(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor: ...  # (B, S), (B, A) -> (B, 1)
+
+    def update(self, batch: tuple[torch.Tensor, ...]) -> dict[str, float]: ...
 
 
 def _soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:

@@ -12,6 +12,7 @@ from typing import Any, cast
 import torch
 
 from .._fit import Bar, progress_bar
+from .agents import Agent
 
 
 class Scaled:
@@ -56,7 +57,7 @@ class Scaled:
         return torch.as_tensor(env._get_obs(), dtype=torch.float32)
 
 
-def evaluate(agent, env: Scaled, episodes: int, seed: int) -> float:
+def evaluate(agent: Agent, env: Scaled, episodes: int, seed: int) -> float:
     """Mean undiscounted return of the deterministic policy over ``episodes`` episodes."""
     total = 0.0
     for k in range(episodes):
@@ -68,7 +69,7 @@ def evaluate(agent, env: Scaled, episodes: int, seed: int) -> float:
     return total / episodes
 
 
-def fit(agent, env_id: str, steps: int, *, seed: int, start_steps: int, eval_every: int,
+def fit(agent: Agent, env_id: str, steps: int, *, seed: int, start_steps: int, eval_every: int,
         eval_episodes: int, batch_size: int, buffer_size: int = 1_000_000, on_eval=None,
         progress: bool | Bar | None = None) -> dict:
     """Run ``agent`` (``act``, ``update``) for ``steps`` environment steps, one update per step
@@ -113,7 +114,7 @@ def fit(agent, env_id: str, steps: int, *, seed: int, start_steps: int, eval_eve
     return {**curve, "probes": probes, "env": env}
 
 
-def _rollout_return(agent, env: Scaled, snap, first_action: torch.Tensor, horizon: int, gamma: float) -> float:
+def _rollout_return(agent: Agent, env: Scaled, snap, first_action: torch.Tensor, horizon: int, gamma: float) -> float:
     """Discounted return of ``first_action`` at ``snap`` followed by the deterministic policy."""
     env.restore(snap)
     total, a = 0.0, first_action
@@ -126,7 +127,7 @@ def _rollout_return(agent, env: Scaled, snap, first_action: torch.Tensor, horizo
     return total
 
 
-def collect_states(agent, env: Scaled, n: int, seed: int, noise: float = 0.3, spacing: int = 7) -> list:
+def collect_states(agent: Agent, env: Scaled, n: int, seed: int, noise: float = 0.3, spacing: int = 7) -> list:
     """``n`` simulator snapshots visited by the policy with Gaussian action noise ``noise``, one every
     ``spacing`` steps (its own generator: the agent's random streams are left untouched)."""
     gen = torch.Generator().manual_seed(seed)
@@ -142,7 +143,7 @@ def collect_states(agent, env: Scaled, n: int, seed: int, noise: float = 0.3, sp
     return snaps
 
 
-def gradient_probe(agent, env: Scaled, snaps: list, *, gamma: float, horizon: int, delta: float = 0.05) -> dict:
+def gradient_probe(agent: Agent, env: Scaled, snaps: list, *, gamma: float, horizon: int, delta: float = 0.05) -> dict:
     """Compare the critic's ∂Q/∂a at a = π(s) with a central finite difference of Monte-Carlo
     returns (deterministic environment and policy, so one rollout per perturbation is exact up to
     the horizon's truncation).
