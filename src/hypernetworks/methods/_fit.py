@@ -42,8 +42,20 @@ def batches_for(batches: Iterable[Any], epochs: int | None, steps: int | None) -
         total = epochs * len(batches) if isinstance(batches, Sized) else None
         return itertools.chain.from_iterable(batches for _ in range(epochs)), total
     if steps is not None and epochs is None:
-        return itertools.islice(itertools.chain.from_iterable(iter(batches) for _ in itertools.count()), steps), steps
+        return itertools.islice(_passes(batches), steps), steps
     raise ValueError(f"fit: give exactly one of epochs and steps, got epochs={epochs}, steps={steps}.")
+
+
+def _passes(batches: Iterable[Any]) -> Iterator[Any]:
+    """``batches`` pass after pass; a pass that yields nothing (a spent iterator) is an error, not an endless loop."""
+    while True:
+        empty = True
+        for batch in batches:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("fit: the batches ran out before the steps did; pass a list or DataLoader (read "
+                             "again each pass), an endless iterator, or fewer steps.")
 
 
 def adam_steps(params: Iterable[torch.nn.Parameter], step_loss: Callable[[Any], torch.Tensor],
